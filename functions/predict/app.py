@@ -1,0 +1,37 @@
+"""Online prediction: TF Serving REST and Open Inference Protocol V2 behind an API Gateway HTTP API."""
+
+from __future__ import annotations
+
+from time import perf_counter
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from liteserve.errors import LiteserveError
+from liteserve.http import Request, error_response, response
+from liteserve.observability import logger, metrics, record_error, record_success, traced
+from liteserve.runtime import default_repository
+from liteserve.service import PredictService
+
+# Once per container, in the init phase: every model of the model layer, one interpreter each.
+service = PredictService(default_repository())
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@metrics.log_metrics(capture_cold_start_metric=True)
+@traced
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """HTTP API payload v2.0 event -> Lambda proxy response."""
+    started = perf_counter()
+    try:
+        result = service.handle(Request.from_event(event))
+    except LiteserveError as error:
+        record_error(error)
+        return error_response(error)
+    except Exception:  # a bug, never the client's fault: keep the protocol's error shape, log the trace
+        logger.exception("unhandled error")
+        error = LiteserveError("internal error")
+        record_error(error)
+        return error_response(error)
+    served = result.served
+    record_success(served and served.model.name, served.instances if served else 0, perf_counter() - started)
+    return response(result.status, result.document)

@@ -1,0 +1,71 @@
+"""The model manifest written by training next to each `.tflite` file (see training/)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named tensor of a signature: numpy dtype name and shape (-1 = batch dimension)."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        """Shape of one instance (the shape without the batch dimension)."""
+        return self.shape[1:]
+
+
+@dataclass(frozen=True)
+class SignatureSpec:
+    """A signature's named inputs and outputs, in manifest order."""
+
+    name: str
+    inputs: dict[str, TensorSpec]
+    outputs: dict[str, TensorSpec]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What serving needs from manifest.json; the full document stays available as `raw`."""
+
+    name: str
+    version: str
+    file: str
+    sha256: str
+    signatures: dict[str, SignatureSpec]
+    labels: list[str]
+    raw: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Manifest:
+        """Read and parse a manifest.json file."""
+        raw = json.loads(Path(path).read_text())
+        return cls.from_dict(raw)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Manifest:
+        """Parse an already-decoded manifest document."""
+        signatures = {
+            sig_name: SignatureSpec(
+                name=sig_name,
+                inputs={n: TensorSpec(n, t["dtype"], tuple(t["shape"])) for n, t in sig["inputs"].items()},
+                outputs={n: TensorSpec(n, t["dtype"], tuple(t["shape"])) for n, t in sig["outputs"].items()},
+            )
+            for sig_name, sig in raw["signatures"].items()
+        }
+        return cls(
+            name=raw["name"],
+            version=str(raw["version"]),
+            file=raw.get("file", "model.tflite"),
+            sha256=raw.get("sha256", ""),
+            signatures=signatures,
+            labels=list(raw.get("labels", [])),
+            raw=raw,
+        )

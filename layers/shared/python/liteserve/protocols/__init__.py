@@ -1,0 +1,1 @@
+"""Protocol codecs: JSON documents <-> validated numpy batches, one module per protocol."""

@@ -1,0 +1,155 @@
+"""The online prediction service: routes TF Serving and Open Inference Protocol V2 requests to the models.
+
+Plain Python: `PredictService.handle(request)` returns (status, document) or raises a LiteserveError. The Lambda
+handler only adapts events to it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from liteserve.errors import BadRequest, MethodNotAllowed, NotFound
+from liteserve.http import Request
+from liteserve.keys import key_field
+from liteserve.protocols import tfserving, v2
+from liteserve.runtime import Model, ModelRepository
+
+
+# API Gateway and Lambda cap a synchronous request at 6 MB; refuse earlier with a clear 413.
+_DEFAULT_MAX_BODY = 6 * 1024 * 1024
+_NAME = r"(?P<name>[A-Za-z0-9._-]+)"
+_VERSION = r"(?:/versions/(?P<version>[A-Za-z0-9._-]+))?"
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Limits and names, from the environment (see template.yaml)."""
+
+    max_body_bytes: int = _DEFAULT_MAX_BODY
+    max_instances: int = 1000
+    key_field: str = "key"
+
+    @classmethod
+    def from_env(cls) -> ServingConfig:
+        """Read LITESERVE_MAX_BODY_BYTES, LITESERVE_MAX_INSTANCES and LITESERVE_KEY_FIELD."""
+        return cls(
+            max_body_bytes=int(os.environ.get("LITESERVE_MAX_BODY_BYTES", _DEFAULT_MAX_BODY)),
+            max_instances=int(os.environ.get("LITESERVE_MAX_INSTANCES", 1000)),
+            key_field=key_field(),
+        )
+
+
+@dataclass(frozen=True)
+class Served:
+    """What one successful inference did, for metrics and the prediction log."""
+
+    model: Model
+    signature: str
+    keys: list | None
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+
+    @property
+    def instances(self) -> int:
+        """Batch size of the inference."""
+        return len(next(iter(self.inputs.values())))
+
+
+@dataclass(frozen=True)
+class Result:
+    """A successful answer: status, JSON document, and what was inferred (None for metadata routes)."""
+
+    status: int
+    document: Any
+    served: Served | None = None
+
+
+class PredictService:
+    """Routes a request to its protocol handler."""
+
+    def __init__(self, models: ModelRepository, config: ServingConfig | None = None) -> None:
+        self.models = models
+        self.config = config or ServingConfig.from_env()
+        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Result]]] = [
+            ("POST", re.compile(rf"/v1/models/{_NAME}{_VERSION}:(?P<verb>predict|classify|regress)"), self._tf_predict),
+            ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}/metadata"), self._tf_metadata),
+            ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}"), self._tf_status),
+            ("GET", re.compile(r"/v2"), self._v2_server),
+            ("GET", re.compile(r"/v2/health/live"), self._v2_live),
+            ("GET", re.compile(r"/v2/health/ready"), self._v2_ready),
+            ("GET", re.compile(rf"/v2/models/{_NAME}{_VERSION}/ready"), self._v2_model_ready),
+            ("GET", re.compile(rf"/v2/models/{_NAME}{_VERSION}"), self._v2_model),
+            ("POST", re.compile(rf"/v2/models/{_NAME}{_VERSION}/infer"), self._v2_infer),
+        ]
+
+    def handle(self, request: Request) -> Result:
+        """Dispatch on method and path; unknown paths are 404, known paths with another method 405."""
+        path = request.path.rstrip("/") or "/"
+        allowed = []
+        for method, pattern, endpoint in self._routes:
+            match = pattern.fullmatch(path)
+            if match:
+                if method == request.method:
+                    return endpoint(request, **match.groupdict())
+                allowed.append(method)
+        if allowed:
+            raise MethodNotAllowed(f"{request.method} {path} is not allowed; use {' or '.join(allowed)}")
+        raise NotFound(f"no route for {request.method} {path}")
+
+    def _model(self, name: str, version: str | None) -> Model:
+        model = self.models.get(name)
+        if version is not None and version != model.version:
+            raise NotFound(f"model '{name}' version {version} not found; serving version {model.version}")
+        return model
+
+    # TF Serving REST
+    def _tf_predict(self, request: Request, name: str, version: str | None, verb: str) -> Result:
+        model = self._model(name, version)
+        if verb != "predict":
+            raise BadRequest(f":{verb} is not supported by this server; use :predict")
+        doc, has_bools = request.json(self.config.max_body_bytes)
+        call = tfserving.decode_predict(
+            doc, model, key_field=self.config.key_field, max_instances=self.config.max_instances, check_bools=has_bools
+        )
+        outputs = model.predict(call.signature.name, call.inputs)
+        served = Served(model, call.signature.name, call.keys, call.inputs, outputs)
+        return Result(200, tfserving.encode_predict(call, outputs), served)
+
+    def _tf_metadata(self, request: Request, name: str, version: str | None) -> Result:
+        return Result(200, tfserving.model_metadata(self._model(name, version)))
+
+    def _tf_status(self, request: Request, name: str, version: str | None) -> Result:
+        return Result(200, tfserving.model_status(self._model(name, version)))
+
+    # Open Inference Protocol V2
+    def _v2_server(self, request: Request) -> Result:
+        return Result(200, v2.server_metadata())
+
+    def _v2_live(self, request: Request) -> Result:
+        return Result(200, {"live": True})
+
+    def _v2_ready(self, request: Request) -> Result:
+        ready = bool(self.models.names)
+        return Result(200 if ready else 503, {"ready": ready})
+
+    def _v2_model_ready(self, request: Request, name: str, version: str | None) -> Result:
+        return Result(200, {"name": self._model(name, version).name, "ready": True})
+
+    def _v2_model(self, request: Request, name: str, version: str | None) -> Result:
+        return Result(200, v2.model_metadata(self._model(name, version)))
+
+    def _v2_infer(self, request: Request, name: str, version: str | None) -> Result:
+        model = self._model(name, version)
+        doc, has_bools = request.json(self.config.max_body_bytes)
+        call = v2.decode_infer(
+            doc, model, key_field=self.config.key_field, max_instances=self.config.max_instances, check_bools=has_bools
+        )
+        outputs = model.predict(call.signature.name, call.inputs)
+        served = Served(model, call.signature.name, call.keys, call.inputs, outputs)
+        return Result(200, v2.encode_infer(call, model, outputs), served)

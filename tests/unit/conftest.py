@@ -1,0 +1,23 @@
+import pytest
+from liteserve.runtime import ModelRepository
+from liteserve.service import PredictService, ServingConfig
+
+from tests.support import MODEL_ROOT
+
+
+@pytest.fixture(scope="session")
+def models() -> ModelRepository:
+    return ModelRepository(MODEL_ROOT)
+
+
+@pytest.fixture(scope="session")
+def service(models: ModelRepository) -> PredictService:
+    return PredictService(models, ServingConfig(max_body_bytes=256 * 1024, max_instances=50))
+
+
+@pytest.fixture(scope="session")
+def digits():
+    from training.data import split
+
+    s = split()
+    return s.x_test, s.y_test
