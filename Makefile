@@ -9,7 +9,8 @@ export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_REGION ?= $(AWS_DEFAULT_REGION)
 export SAM_CLI_TELEMETRY := 0
 
-MODEL_FILES := layers/model/models/digits/model.tflite layers/model/models/digits/manifest.json
+MODEL_NAMES := digits digits-edge digits-cloud
+MODEL_FILES := $(foreach m,$(MODEL_NAMES),layers/model/models/$(m)/model.tflite layers/model/models/$(m)/manifest.json)
 
 .PHONY: help venv sam-venv train-venv model lint sam-check unit integration test demo up down status bench clean
 
