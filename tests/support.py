@@ -31,8 +31,14 @@ class FakeLambdaContext:
         return 30_000
 
 
-def http_event(method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-               route_key: str = "$default", raw_body: bytes | None = None) -> dict[str, Any]:
+def http_event(
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    route_key: str = "$default",
+    raw_body: bytes | None = None,
+) -> dict[str, Any]:
     """An API Gateway HTTP API payload v2.0 event, as AWS sends it for the $default stage."""
     text: str | None = None
     b64 = False
@@ -66,8 +72,13 @@ def http_event(method: str, path: str, body: Any = None, headers: dict[str, str]
             "apiId": "abc123",
             "domainName": "abc123.execute-api.us-east-1.amazonaws.com",
             "domainPrefix": "abc123",
-            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7",
-                     "userAgent": "curl/8.5.0"},
+            "http": {
+                "method": method,
+                "path": path,
+                "protocol": "HTTP/1.1",
+                "sourceIp": "203.0.113.7",
+                "userAgent": "curl/8.5.0",
+            },
             "requestId": "Jd1xYgJ9IAMEbXw=",
             "routeKey": route_key,
             "stage": "$default",

@@ -37,7 +37,10 @@ def test_status_and_metadata(service, models):
     status, body = call(service, "GET", "/v1/models/digits")
     assert status == 200
     assert body["model_version_status"][0] == {
-        "version": version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+        "version": version,
+        "state": "AVAILABLE",
+        "status": {"error_code": "OK", "error_message": ""},
+    }
     status, body = call(service, "GET", f"/v1/models/digits/versions/{version}/metadata")
     assert status == 200
     defs = body["metadata"]["signature_def"]["signature_def"]
@@ -67,7 +70,9 @@ def test_row_format_keyed_predictions_match_the_model(service, models, digits):
 def test_row_format_unkeyed_and_named_input(service, models, digits):
     x, _ = digits
     status, bare = call(service, "POST", "/v1/models/digits:predict", {"instances": x[:3].tolist()})
-    status2, named = call(service, "POST", "/v1/models/digits:predict", {"instances": [{"x": r} for r in x[:3].tolist()]})
+    status2, named = call(
+        service, "POST", "/v1/models/digits:predict", {"instances": [{"x": r} for r in x[:3].tolist()]}
+    )
     assert status == status2 == 200
     assert bare == named
     assert [p["class_id"] for p in bare["predictions"]] == reference(models, x[:3])["class_id"].tolist()
@@ -75,8 +80,9 @@ def test_row_format_unkeyed_and_named_input(service, models, digits):
 
 def test_single_output_is_unwrapped(service, models, digits):
     x, _ = digits
-    status, body = call(service, "POST", "/v1/models/digits:predict",
-                        {"signature_name": "embedding", "instances": x[:2].tolist()})
+    status, body = call(
+        service, "POST", "/v1/models/digits:predict", {"signature_name": "embedding", "instances": x[:2].tolist()}
+    )
     assert status == 200
     emb = reference(models, x[:2], "embedding")["embedding"]
     assert np.asarray(body["predictions"]).shape == emb.shape
@@ -85,8 +91,12 @@ def test_single_output_is_unwrapped(service, models, digits):
 
 def test_keyed_embedding_keeps_the_output_name(service, digits):
     x, _ = digits
-    status, body = call(service, "POST", "/v1/models/digits:predict",
-                        {"signature_name": "embedding", "instances": [{"key": 7, "x": x[0].tolist()}]})
+    status, body = call(
+        service,
+        "POST",
+        "/v1/models/digits:predict",
+        {"signature_name": "embedding", "instances": [{"key": 7, "x": x[0].tolist()}]},
+    )
     assert status == 200
     assert set(body["predictions"][0]) == {"key", "embedding"}
     assert body["predictions"][0]["key"] == 7
@@ -97,12 +107,14 @@ def test_columnar_format(service, models, digits):
     status, body = call(service, "POST", "/v1/models/digits:predict", {"inputs": x[:4].tolist()})
     assert status == 200
     assert body["outputs"]["class_id"] == reference(models, x[:4])["class_id"].tolist()
-    status, body = call(service, "POST", "/v1/models/digits:predict",
-                        {"inputs": {"x": x[:2].tolist(), "key": ["a", "b"]}})
+    status, body = call(
+        service, "POST", "/v1/models/digits:predict", {"inputs": {"x": x[:2].tolist(), "key": ["a", "b"]}}
+    )
     assert status == 200
     assert body["outputs"]["key"] == ["a", "b"]
-    status, body = call(service, "POST", "/v1/models/digits:predict",
-                        {"signature_name": "embedding", "inputs": {"x": x[:2].tolist()}})
+    status, body = call(
+        service, "POST", "/v1/models/digits:predict", {"signature_name": "embedding", "inputs": {"x": x[:2].tolist()}}
+    )
     assert status == 200
     assert np.asarray(body["outputs"]).shape[0] == 2
 
@@ -129,7 +141,11 @@ ROW = [0.5] * 64
         ({"instances": [ROW, [*ROW[:63], True]]}, 400, "instance 1: input 'x' expected a number, got bool"),
         ({"instances": [[ROW]]}, 400, "instance 0: input 'x' expected 64 values, got 1"),
         ({"instances": [{"key": "a", "x": ROW}, {"x": ROW}]}, 400, "instance 1: either every instance carries a 'key'"),
-        ({"instances": [{"key": "a", "x": ROW}, {"key": "a", "x": ROW}]}, 400, "instance 1: key 'a' repeats instance 0"),
+        (
+            {"instances": [{"key": "a", "x": ROW}, {"key": "a", "x": ROW}]},
+            400,
+            "instance 1: key 'a' repeats instance 0",
+        ),
         ({"instances": [{"key": None, "x": ROW}]}, 400, "instance 0: key must be a string or an integer"),
         ({"instances": [{"key": "a", "y": ROW}]}, 400, "instance 0: missing input(s) ['x']; unknown field(s) ['y']"),
         ({"instances": [{"x": ROW}, ROW]}, 400, "instance 1: expected an object like instance 0"),
@@ -155,8 +171,12 @@ def test_bad_predict_requests(service, body, status, fragment):
     ("raw", "headers", "status", "fragment"),
     [
         (b'{"instances": [[0.5, NaN]]}', None, 400, "instance 0: input 'x'"),
-        (b'{"instances": [' + json.dumps([0.5] * 63).encode()[:-1] + b', Infinity]]}', None, 400,
-         "instance 0: input 'x' holds"),
+        (
+            b'{"instances": [' + json.dumps([0.5] * 63).encode()[:-1] + b", Infinity]]}",
+            None,
+            400,
+            "instance 0: input 'x' holds",
+        ),
         (b'{"instances": [[1e400' + b", 0.5" * 63 + b"]]}", None, 400, "instance 0: input 'x' holds"),
         (b"{not json", None, 400, "body is not valid JSON"),
         (b"", None, 400, "body is empty"),
@@ -173,8 +193,13 @@ def test_malformed_bodies(service, raw, headers, status, fragment):
 
 
 def test_curl_default_content_type_is_accepted(service):
-    got, _ = call(service, "POST", "/v1/models/digits:predict", {"instances": [ROW]},
-                  headers={"content-type": "application/x-www-form-urlencoded"})
+    got, _ = call(
+        service,
+        "POST",
+        "/v1/models/digits:predict",
+        {"instances": [ROW]},
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     assert got == 200
 
 
@@ -215,10 +240,13 @@ def test_v2_health_and_metadata(service, models):
 
 def test_v2_infer_keyed(service, models, digits):
     x, _ = digits
-    body = {"id": "req-1", "inputs": [
-        {"name": "key", "shape": [3], "datatype": "BYTES", "data": ["a", "b", "c"]},
-        {"name": "x", "shape": [3, 64], "datatype": "FP32", "data": x[:3].reshape(-1).tolist()},
-    ]}
+    body = {
+        "id": "req-1",
+        "inputs": [
+            {"name": "key", "shape": [3], "datatype": "BYTES", "data": ["a", "b", "c"]},
+            {"name": "x", "shape": [3, 64], "datatype": "FP32", "data": x[:3].reshape(-1).tolist()},
+        ],
+    }
     status, out = call(service, "POST", "/v2/models/digits/infer", body)
     assert status == 200
     assert out["id"] == "req-1"
@@ -234,13 +262,17 @@ def test_v2_infer_keyed(service, models, digits):
 
 def test_v2_signature_and_requested_outputs(service, models, digits):
     x, _ = digits
-    body = {"parameters": {"signature_name": "embedding"},
-            "inputs": [{"name": "x", "shape": [2, 64], "datatype": "FP32", "data": x[:2].tolist()}]}
+    body = {
+        "parameters": {"signature_name": "embedding"},
+        "inputs": [{"name": "x", "shape": [2, 64], "datatype": "FP32", "data": x[:2].tolist()}],
+    }
     status, out = call(service, "POST", "/v2/models/digits/infer", body)
     assert status == 200
     assert [t["name"] for t in out["outputs"]] == ["embedding"]
-    body = {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": x[0].tolist()}],
-            "outputs": [{"name": "class_id"}]}
+    body = {
+        "inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": x[0].tolist()}],
+        "outputs": [{"name": "class_id"}],
+    }
     status, out = call(service, "POST", "/v2/models/digits/infer", body)
     assert status == 200
     assert [t["name"] for t in out["outputs"]] == ["class_id"]
@@ -262,13 +294,31 @@ def _x(data=None, shape=(1, 64), datatype="FP32", name="x"):
         ({"inputs": [_x(name="y")]}, 400, "unknown input 'y'"),
         ({"inputs": [_x(), _x()]}, 400, "given twice"),
         ({"inputs": [{"name": "x"}]}, 400, "needs 'name', 'shape', 'datatype' and 'data'"),
-        ({"inputs": [_x(), {"name": "key", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}]}, 400,
-         "input 'key' has 2 keys for 1 instances"),
-        ({"inputs": [_x(), {"name": "key", "shape": [2], "datatype": "BYTES", "data": ["a"]}]}, 400,
-         "must have shape [N] and N strings"),
-        ({"inputs": [_x(shape=(2, 64), data=ROW * 2),
-                     {"name": "key", "shape": [2], "datatype": "BYTES", "data": ["a", "a"]}]}, 400, "repeats"),
-        ({"inputs": [_x(), {"name": "key", "shape": [1], "datatype": "INT64", "data": [1]}]}, 400, "must have datatype BYTES"),
+        (
+            {"inputs": [_x(), {"name": "key", "shape": [2], "datatype": "BYTES", "data": ["a", "b"]}]},
+            400,
+            "input 'key' has 2 keys for 1 instances",
+        ),
+        (
+            {"inputs": [_x(), {"name": "key", "shape": [2], "datatype": "BYTES", "data": ["a"]}]},
+            400,
+            "must have shape [N] and N strings",
+        ),
+        (
+            {
+                "inputs": [
+                    _x(shape=(2, 64), data=ROW * 2),
+                    {"name": "key", "shape": [2], "datatype": "BYTES", "data": ["a", "a"]},
+                ]
+            },
+            400,
+            "repeats",
+        ),
+        (
+            {"inputs": [_x(), {"name": "key", "shape": [1], "datatype": "INT64", "data": [1]}]},
+            400,
+            "must have datatype BYTES",
+        ),
         ({"inputs": [_x()], "outputs": [{"name": "nope"}]}, 400, "unknown output(s) ['nope']"),
         ({"inputs": [_x()], "parameters": {"signature_name": "nope"}}, 400, "available: embedding"),
         ({"inputs": [_x()], "id": 5}, 400, "'id' must be a string"),

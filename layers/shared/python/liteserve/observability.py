@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import orjson
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 from liteserve.errors import LiteserveError
 
@@ -35,9 +35,11 @@ class OrjsonEMFProvider(AmazonCloudWatchEMFProvider):
 
 
 logger = Logger(json_serializer=lambda obj: orjson.dumps(obj, default=str).decode())
-metrics = Metrics(provider=OrjsonEMFProvider(
-    service=os.getenv("POWERTOOLS_SERVICE_NAME"), namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE")
-))
+metrics = Metrics(
+    provider=OrjsonEMFProvider(
+        service=os.getenv("POWERTOOLS_SERVICE_NAME"), namespace=os.getenv("POWERTOOLS_METRICS_NAMESPACE")
+    )
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -20,7 +20,6 @@ from liteserve.keys import key_field
 from liteserve.protocols import tfserving, v2
 from liteserve.runtime import Model, ModelRepository
 
-
 # API Gateway and Lambda cap a synchronous request at 6 MB; refuse earlier with a clear 413.
 _DEFAULT_MAX_BODY = 6 * 1024 * 1024
 _NAME = r"(?P<name>[A-Za-z0-9._-]+)"

@@ -17,8 +17,16 @@ from liteserve.manifest import SignatureSpec, TensorSpec
 from liteserve.runtime import Model
 from liteserve.tensors import to_batch
 
-_DT = {"float32": "DT_FLOAT", "float64": "DT_DOUBLE", "int64": "DT_INT64", "int32": "DT_INT32", "int8": "DT_INT8",
-       "uint8": "DT_UINT8", "bool": "DT_BOOL", "object": "DT_STRING"}
+_DT = {
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+    "int64": "DT_INT64",
+    "int32": "DT_INT32",
+    "int8": "DT_INT8",
+    "uint8": "DT_UINT8",
+    "bool": "DT_BOOL",
+    "object": "DT_STRING",
+}
 _TOP_LEVEL = {"signature_name", "instances", "inputs"}
 
 
@@ -96,7 +104,8 @@ def _split_rows(
             missing = sorted(allowed - inst.keys())
             extra = sorted(inst.keys() - allowed)
             raise BadRequest(
-                f"instance {index}: " + "; ".join(
+                f"instance {index}: "
+                + "; ".join(
                     ([f"missing input(s) {missing}"] if missing else [])
                     + ([f"unknown field(s) {extra}; inputs are {names}, key field '{key_field}'"] if extra else [])
                 )
@@ -143,7 +152,9 @@ def encode_predict(call: PredictCall, outputs: dict[str, np.ndarray]) -> dict[st
     return {"predictions": instance_objects(outputs, keys, call.key_field)}
 
 
-def instance_objects(outputs: dict[str, np.ndarray], keys: list[Key] | None = None, key_field: str = "key") -> list[dict]:
+def instance_objects(
+    outputs: dict[str, np.ndarray], keys: list[Key] | None = None, key_field: str = "key"
+) -> list[dict]:
     """One object per instance: the key first (when keyed), then every named output."""
     names = list(outputs)
     columns = [_rows(arr) for arr in outputs.values()]
@@ -173,7 +184,9 @@ def model_metadata(model: Model) -> dict[str, Any]:
     defs = {
         name: {
             "inputs": {n: _tensor_info(t, f"{name}_{n}:0") for n, t in sig.inputs.items()},
-            "outputs": {n: _tensor_info(t, f"StatefulPartitionedCall:{i}") for i, (n, t) in enumerate(sig.outputs.items())},
+            "outputs": {
+                n: _tensor_info(t, f"StatefulPartitionedCall:{i}") for i, (n, t) in enumerate(sig.outputs.items())
+            },
             "method_name": "tensorflow/serving/predict",
         }
         for name, sig in model.manifest.signatures.items()

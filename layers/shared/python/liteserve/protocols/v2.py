@@ -19,8 +19,18 @@ from liteserve.manifest import SignatureSpec, TensorSpec
 from liteserve.runtime import Model
 from liteserve.tensors import from_flat
 
-DATATYPES = {"float32": "FP32", "float64": "FP64", "float16": "FP16", "int8": "INT8", "int16": "INT16",
-             "int32": "INT32", "int64": "INT64", "uint8": "UINT8", "bool": "BOOL", "object": "BYTES"}
+DATATYPES = {
+    "float32": "FP32",
+    "float64": "FP64",
+    "float16": "FP16",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "uint8": "UINT8",
+    "bool": "BOOL",
+    "object": "BYTES",
+}
 _REQUEST_FIELDS = {"id", "parameters", "inputs", "outputs"}
 _INPUT_FIELDS = {"name", "shape", "datatype", "parameters", "data"}
 
@@ -37,9 +47,7 @@ class InferCall:
     requested: list[str] = field(default_factory=list)
 
 
-def decode_infer(
-    doc: Any, model: Model, *, key_field: str, max_instances: int, check_bools: bool = True
-) -> InferCall:
+def decode_infer(doc: Any, model: Model, *, key_field: str, max_instances: int, check_bools: bool = True) -> InferCall:
     """Validate an `infer` body and turn it into input batches. Raises BadRequest/PayloadTooLarge."""
     if not isinstance(doc, dict):
         raise BadRequest("request body must be a JSON object with 'inputs'")
@@ -81,7 +89,9 @@ def decode_infer(
             )
         expected = DATATYPES.get(spec.dtype, spec.dtype)
         if tensor["datatype"] != expected:
-            raise BadRequest(f"inputs[{index}]: input '{name}' must have datatype {expected}, got {tensor['datatype']!r}")
+            raise BadRequest(
+                f"inputs[{index}]: input '{name}' must have datatype {expected}, got {tensor['datatype']!r}"
+            )
         shape = tensor["shape"]
         if isinstance(shape, list) and shape and isinstance(shape[0], int) and shape[0] > max_instances:
             raise PayloadTooLarge(f"{shape[0]} instances exceed the limit of {max_instances} per request")
@@ -112,7 +122,9 @@ def _decode_keys(tensor: dict[str, Any], index: int) -> list[Key]:
 def _requested_outputs(outputs: Any, sig: SignatureSpec) -> list[str]:
     if outputs is None:
         return []
-    if not isinstance(outputs, list) or not all(isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs):
+    if not isinstance(outputs, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
+    ):
         raise BadRequest("'outputs' must be a list of objects with a 'name'")
     names = [o["name"] for o in outputs]
     unknown = sorted(set(names) - sig.outputs.keys())
@@ -136,8 +148,12 @@ def encode_infer(call: InferCall, model: Model, outputs: dict[str, np.ndarray]) 
 
 
 def _tensor(name: str, spec: TensorSpec, value: np.ndarray) -> dict[str, Any]:
-    return {"name": name, "datatype": DATATYPES.get(spec.dtype, "BYTES"), "shape": list(value.shape),
-            "data": value.reshape(-1)}
+    return {
+        "name": name,
+        "datatype": DATATYPES.get(spec.dtype, "BYTES"),
+        "shape": list(value.shape),
+        "data": value.reshape(-1),
+    }
 
 
 def server_metadata() -> dict[str, Any]:
@@ -156,7 +172,10 @@ def model_metadata(model: Model) -> dict[str, Any]:
         "outputs": [_meta(t) for t in sig.outputs.values()],
         "parameters": {
             "signatures": {
-                name: {"inputs": [_meta(t) for t in s.inputs.values()], "outputs": [_meta(t) for t in s.outputs.values()]}
+                name: {
+                    "inputs": [_meta(t) for t in s.inputs.values()],
+                    "outputs": [_meta(t) for t in s.outputs.values()],
+                }
                 for name, s in model.manifest.signatures.items()
             }
         },
