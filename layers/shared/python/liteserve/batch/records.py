@@ -1,0 +1,194 @@
+"""Reading keyed rows from JSONL or CSV bytes: valid rows become one batch, every bad line becomes an error record
+naming its line number in the source file."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import orjson
+
+from liteserve.errors import BadRequest
+from liteserve.keys import Key, check_key
+from liteserve.manifest import TensorSpec
+from liteserve.tensors import cast_finite, problem, to_batch
+
+_SUBBATCH = 64  # rows converted at once; a bad row only sends its own sub-batch down the slow path
+
+
+@dataclass
+class Rows:
+    """Valid rows of a chunk (in line order) and the errors of the others."""
+
+    lines: list[int] = field(default_factory=list)
+    keys: list[Key] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+
+    def add_error(self, line: int, error: str, key: Any = None) -> None:
+        """Record a rejected line (the key is kept when it could be read)."""
+        record: dict[str, Any] = {"line": line}
+        if key is not None and not isinstance(key, dict | list):
+            record["key"] = key
+        record["error"] = error
+        self.errors.append(record)
+
+    def drop(self, rejected: dict[int, str]) -> None:
+        """Move the valid rows at the given line numbers to the errors, with the given reasons."""
+        if not rejected:
+            return
+        kept = [i for i, line in enumerate(self.lines) if line not in rejected]
+        for i, line in enumerate(self.lines):
+            if line in rejected:
+                self.add_error(line, rejected[line], self.keys[i])
+        self.lines = [self.lines[i] for i in kept]
+        self.keys = [self.keys[i] for i in kept]
+        self.values = [self.values[i] for i in kept]
+        self.errors.sort(key=lambda e: e["line"])
+
+
+@dataclass(frozen=True)
+class RowFormat:
+    """How rows are laid out: 'jsonl' or 'csv', the key field and (JSONL) the input field."""
+
+    kind: str
+    key_field: str = "key"
+    input_field: str = "x"
+    header: tuple[str, ...] | None = None  # CSV only: the file's first line, split
+
+    def parse(self, data: bytes, first_line: int, spec: TensorSpec) -> tuple[Rows, np.ndarray]:
+        """Parse a chunk that starts at source line `first_line`; returns the rows and their input batch."""
+        rows = self._parse_jsonl(data, first_line, spec) if self.kind == "jsonl" else self._parse_csv(data, first_line)
+        return rows, _convert(rows, spec)
+
+    def _parse_jsonl(self, data: bytes, first_line: int, spec: TensorSpec) -> Rows:
+        rows = Rows()
+        for offset, raw in enumerate(data.split(b"\n")):
+            line = first_line + offset
+            raw = raw.rstrip(b"\r")
+            if not raw.strip():
+                continue  # blank lines (e.g. the final newline) are not rows
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                rows.add_error(line, f"not valid JSON: {exc}")
+                continue
+            if not isinstance(obj, dict):
+                rows.add_error(line, f"expected a JSON object, got {type(obj).__name__}")
+                continue
+            key = obj.get(self.key_field)
+            if key is None:
+                rows.add_error(line, f"missing key field '{self.key_field}'")
+                continue
+            try:
+                check_key(key, f"line {line}")
+            except BadRequest as err:
+                rows.add_error(line, err.message, key)
+                continue
+            if self.input_field not in obj:
+                rows.add_error(line, f"missing input field '{self.input_field}'", key)
+                continue
+            value = obj[self.input_field]
+            if b"true" in raw or b"false" in raw:  # numpy would read a boolean as a number
+                reason = problem(value, spec)
+                if reason:
+                    rows.add_error(line, f"input '{self.input_field}' {reason}", key)
+                    continue
+            rows.lines.append(line)
+            rows.keys.append(key)
+            rows.values.append(value)
+        return rows
+
+    def _parse_csv(self, data: bytes, first_line: int) -> Rows:
+        rows = Rows()
+        header = self.header or ()
+        key_index = header.index(self.key_field)
+        width = len(header)
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            text = None
+        lines = data.split(b"\n") if text is None else text.split("\n")
+        for offset, raw in enumerate(lines):
+            line = first_line + offset
+            if isinstance(raw, bytes):
+                try:
+                    raw = raw.decode()
+                except UnicodeDecodeError:
+                    rows.add_error(line, "not valid UTF-8")
+                    continue
+            raw = raw.rstrip("\r")
+            if not raw.strip():
+                continue
+            try:
+                cells = next(csv.reader(io.StringIO(raw)))
+            except csv.Error as exc:
+                rows.add_error(line, f"not valid CSV: {exc}")
+                continue
+            if len(cells) != width:
+                key = cells[key_index] if key_index < len(cells) and cells[key_index] else None
+                rows.add_error(line, f"expected {width} columns, got {len(cells)}", key)
+                continue
+            key = cells[key_index]
+            if not key:
+                rows.add_error(line, f"empty key column '{self.key_field}'")
+                continue
+            rows.lines.append(line)
+            rows.keys.append(key)
+            rows.values.append(cells[:key_index] + cells[key_index + 1 :])
+        return rows
+
+
+def _convert(rows: Rows, spec: TensorSpec) -> np.ndarray:
+    """Stack the values into one batch; rows that do not convert move to the errors with the reason."""
+    parts: list[np.ndarray] = []
+    rejected: dict[int, str] = {}
+    for start in range(0, len(rows.values), _SUBBATCH):
+        chunk = rows.values[start : start + _SUBBATCH]
+        try:
+            parts.append(_to_array(chunk, spec))
+            continue
+        except BadRequest:
+            pass
+        for i, value in enumerate(chunk):  # slow path: find the bad rows of this sub-batch
+            reason = _cells_problem(value, spec) if _is_cells(value) else problem(value, spec)
+            if reason is None:
+                parts.append(_to_array([value], spec))
+            else:
+                rejected[rows.lines[start + i]] = f"input '{spec.name}' {reason}"
+    rows.drop(rejected)
+    if not parts:
+        return np.empty((0, *spec.feature_shape), dtype=spec.dtype)
+    return np.concatenate(parts)
+
+
+def _is_cells(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], str)
+
+
+def _to_array(chunk: list, spec: TensorSpec) -> np.ndarray:
+    if not _is_cells(chunk[0]):
+        return to_batch(chunk, spec, check_bools=False)
+    try:  # CSV cells: numpy parses numeric strings itself, anything else is a ValueError
+        arr = np.array(chunk, dtype=np.float64)
+    except ValueError:
+        raise BadRequest("a cell is not a number") from None
+    if arr.shape[1:] != spec.feature_shape:
+        raise BadRequest(f"expected {spec.feature_shape} values")
+    return cast_finite(arr, spec)
+
+
+def _cells_problem(cells: list[str], spec: TensorSpec) -> str | None:
+    for cell in cells:
+        try:
+            float(cell)
+        except ValueError:
+            return f"has a cell that is not a number: {cell[:40]!r}"
+    try:
+        _to_array([cells], spec)
+    except BadRequest as err:
+        return err.message.split(f"input '{spec.name}' ", 1)[-1]
+    return None

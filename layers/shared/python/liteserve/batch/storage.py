@@ -1,0 +1,328 @@
+"""AWS adapters for batch: S3 objects, the jobs table (DynamoDB, conditional updates), the shard queue (SQS), the
+results cache (DynamoDB) and the event bus (EventBridge). boto3 clients are created lazily, once per container."""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cached_property
+from typing import Any
+
+import boto3
+import orjson
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
+
+READ_CHUNK = 1024 * 1024
+COUNTS = ("rows_in", "rows_predicted", "rows_rejected")
+
+
+class ObjectStore:
+    """One S3 bucket."""
+
+    def __init__(self, bucket: str) -> None:
+        self.bucket = bucket
+
+    @cached_property
+    def _s3(self) -> Any:
+        return boto3.client("s3")
+
+    def head(self, key: str) -> dict[str, Any]:
+        """Size, ETag (unquoted) and user metadata of an object."""
+        meta = self._s3.head_object(Bucket=self.bucket, Key=key)
+        return {"size": meta["ContentLength"], "etag": meta["ETag"].strip('"'), "metadata": meta.get("Metadata", {})}
+
+    def stream(self, key: str, *, gunzip: bool = False, max_bytes: int | None = None) -> Iterator[bytes]:
+        """The object's bytes in chunks, decompressed if asked; stops with ValueError past `max_bytes`."""
+        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+        source: Any = gzip.GzipFile(fileobj=body) if gunzip else body
+        total = 0
+        while chunk := source.read(READ_CHUNK):
+            total += len(chunk)
+            if max_bytes is not None and total > max_bytes:
+                raise ValueError(f"{key}: more than {max_bytes} bytes once decompressed")
+            yield chunk
+
+    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
+        """A whole object, or the inclusive byte range of it."""
+        kwargs = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
+        return self._s3.get_object(Bucket=self.bucket, Key=key, **kwargs)["Body"].read()
+
+    def put(self, key: str, data: bytes, content_type: str = "application/x-ndjson") -> None:
+        """Write (or overwrite: every batch write is idempotent) one object."""
+        self._s3.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=content_type)
+
+    def keys(self, prefix: str) -> list[str]:
+        """Every key under a prefix."""
+        pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Delete every object under a prefix."""
+        keys = self.keys(prefix)
+        for start in range(0, len(keys), 1000):
+            batch = [{"Key": k} for k in keys[start : start + 1000]]
+            self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+
+    def exists(self, key: str) -> bool:
+        """Whether an object exists."""
+        try:
+            self._s3.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+
+@dataclass
+class Job:
+    """A row of the jobs table."""
+
+    job_id: str
+    etag: str
+    state: str
+    source: str = ""
+    shards_total: int | None = None
+    done: set[int] = field(default_factory=set)
+    failed: set[int] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    model_version: str = ""
+    created_at: float = 0.0
+    planned_at: float | None = None
+    finished_at: float | None = None
+    worker_seconds: float = 0.0
+    reason: str = ""
+
+    @property
+    def complete(self) -> bool:
+        """Every shard is done or failed (only known once planning has set the total)."""
+        return self.shards_total is not None and len(self.done) + len(self.failed) >= self.shards_total
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Job:
+        """Build from a DynamoDB item (sets come back as sets of Decimal)."""
+        total = item.get("shards_total")
+        return cls(
+            job_id=item["job_id"],
+            etag=item["etag"],
+            state=item["state"],
+            source=item.get("source", ""),
+            shards_total=int(total) if total is not None else None,
+            done={int(s) for s in item.get("done", set())} - {-1},
+            failed={int(s) for s in item.get("failed", set())} - {-1},
+            counts={k: int(item.get(k, 0)) for k in COUNTS},
+            options=orjson.loads(item.get("options", "{}")),
+            model_version=item.get("model_version", ""),
+            created_at=float(item.get("created_at", 0)),
+            planned_at=_float(item.get("planned_at")),
+            finished_at=_float(item.get("finished_at")),
+            worker_seconds=float(item.get("worker_seconds", 0)),
+            reason=item.get("reason", ""),
+        )
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+class JobStore:
+    """The jobs table. Every state change is a conditional update, so retries and races count once."""
+
+    def __init__(self, table: str) -> None:
+        self.table_name = table
+
+    @cached_property
+    def _table(self) -> Any:
+        return boto3.resource("dynamodb").Table(self.table_name)
+
+    def get(self, job_id: str) -> Job | None:
+        """The job, or None."""
+        item = self._table.get_item(Key={"job_id": job_id}, ConsistentRead=True).get("Item")
+        return Job.from_item(item) if item else None
+
+    def begin(
+        self, job_id: str, etag: str, source: str, options: dict[str, Any], model_version: str, force: bool = False
+    ) -> tuple[bool, str | None]:
+        """Record a (re)start of a job's run: (False, etag) when this ETag was already planned (a repeated
+        notification), else (True, ETag of the run it replaces or None). A run still PLANNING (its planner
+        crashed) is restarted from scratch."""
+        condition = Attr("job_id").not_exists() | Attr("etag").ne(etag) | Attr("state").eq("PLANNING")
+        item = {
+            # sets cannot be empty in DynamoDB: -1 is a placeholder that Job.from_item drops
+            "job_id": job_id,
+            "etag": etag,
+            "state": "PLANNING",
+            "source": source,
+            "done": {-1},
+            "failed": {-1},
+            **dict.fromkeys(COUNTS, 0),
+            "options": orjson.dumps(options).decode(),
+            "model_version": model_version,
+            "created_at": Decimal(str(round(time.time(), 3))),
+            "worker_seconds": Decimal(0),
+        }
+        try:
+            old = self._table.put_item(
+                Item=item, ReturnValues="ALL_OLD", **({} if force else {"ConditionExpression": condition})
+            ).get("Attributes")
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return False, etag
+            raise
+        return True, old["etag"] if old else None
+
+    def planned(self, job_id: str, etag: str, shards_total: int) -> Job | None:
+        """Set the shard total once every shard message is sent; returns the job, or None if superseded."""
+        return self._update(
+            job_id,
+            "SET shards_total = :t, #state = :running, planned_at = :now",
+            Attr("etag").eq(etag) & Attr("state").eq("PLANNING"),
+            {":t": shards_total, ":running": "RUNNING", ":now": _now()},
+        )
+
+    def shard_done(self, job_id: str, etag: str, shard: int, counts: dict[str, int], seconds: float) -> Job | None:
+        """Count a finished shard once; None if it was already counted (a duplicate delivery) or superseded."""
+        return self._update(
+            job_id,
+            "ADD done :s, worker_seconds :sec, rows_in :i, rows_predicted :p, rows_rejected :r",
+            Attr("etag").eq(etag) & ~Attr("done").contains(shard) & ~Attr("failed").contains(shard),
+            {
+                ":s": {shard},
+                ":sec": Decimal(str(round(seconds, 3))),
+                ":i": counts["rows_in"],
+                ":p": counts["rows_predicted"],
+                ":r": counts["rows_rejected"],
+            },
+        )
+
+    def shard_failed(self, job_id: str, etag: str, shard: int) -> Job | None:
+        """Record a shard that exhausted its retries (from the DLQ); None if already settled or superseded."""
+        return self._update(
+            job_id,
+            "ADD failed :s",
+            Attr("etag").eq(etag) & ~Attr("done").contains(shard) & ~Attr("failed").contains(shard),
+            {":s": {shard}},
+        )
+
+    def finish(self, job_id: str, etag: str, state: str, reason: str = "") -> Job | None:
+        """Move a complete job to SUCCEEDED or FAILED exactly once; None if another finalizer already did."""
+        return self._update(
+            job_id,
+            "SET #state = :state, finished_at = :now, reason = :reason",
+            Attr("etag").eq(etag) & Attr("state").eq("RUNNING"),
+            {":state": state, ":now": _now(), ":reason": reason},
+        )
+
+    def fail_planning(self, job_id: str, etag: str, reason: str) -> None:
+        """A file that cannot be planned at all (unsupported type, bad header) fails its job."""
+        self._update(
+            job_id,
+            "SET #state = :failed, finished_at = :now, reason = :reason, shards_total = :zero",
+            Attr("etag").eq(etag),
+            {":failed": "FAILED", ":now": _now(), ":reason": reason, ":zero": 0},
+        )
+
+    def _update(self, job_id: str, expression: str, condition: Any, values: dict[str, Any]) -> Job | None:
+        kwargs: dict[str, Any] = {}
+        if "#state" in expression:
+            kwargs["ExpressionAttributeNames"] = {"#state": "state"}
+        try:
+            item = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+                **kwargs,
+            )["Attributes"]
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return None
+            raise
+        return Job.from_item(item)
+
+
+def _now() -> Decimal:
+    return Decimal(str(round(time.time(), 3)))
+
+
+class ShardQueue:
+    """The SQS queue of shard pointers."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @cached_property
+    def _sqs(self) -> Any:
+        return boto3.client("sqs")
+
+    def send(self, messages: list[dict[str, Any]]) -> None:
+        """Send shard messages, ten per call; raises if any is refused."""
+        for start in range(0, len(messages), 10):
+            entries = [
+                {"Id": str(i), "MessageBody": orjson.dumps(m).decode()}
+                for i, m in enumerate(messages[start : start + 10])
+            ]
+            failed = self._sqs.send_message_batch(QueueUrl=self.url, Entries=entries).get("Failed")
+            if failed:
+                raise RuntimeError(f"SQS refused shard messages: {failed}")
+
+
+class EventBus:
+    """An EventBridge bus (default bus when the name is empty)."""
+
+    def __init__(self, name: str = "default", source: str = "liteserve.batch") -> None:
+        self.name = name or "default"
+        self.source = source
+
+    @cached_property
+    def _events(self) -> Any:
+        return boto3.client("events")
+
+    def put(self, detail_type: str, detail: dict[str, Any]) -> None:
+        """Put one event; raises if EventBridge refuses it."""
+        out = self._events.put_events(
+            Entries=[
+                {
+                    "Source": self.source,
+                    "DetailType": detail_type,
+                    "Detail": orjson.dumps(detail).decode(),
+                    "EventBusName": self.name,
+                }
+            ]
+        )
+        if out.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused {detail_type}: {out['Entries']}")
+
+
+class ResultsCache:
+    """Batch predictions by client key (DynamoDB, with TTL), for `GET /v1/predictions/{key}`."""
+
+    def __init__(self, table: str, ttl_seconds: int = 7 * 24 * 3600) -> None:
+        self.table_name = table
+        self.ttl_seconds = ttl_seconds
+
+    @cached_property
+    def _table(self) -> Any:
+        return boto3.resource("dynamodb").Table(self.table_name)
+
+    def put_many(self, records: list[tuple[str, str, str]]) -> None:
+        """Store (key, job id, prediction JSON) records; the batch writer retries unprocessed items."""
+        expires = int(time.time()) + self.ttl_seconds
+        with self._table.batch_writer(overwrite_by_pkeys=["key"]) as writer:
+            for key, job_id, prediction in records:
+                writer.put_item(
+                    Item={"key": str(key), "job_id": job_id, "prediction": prediction, "expires_at": expires}
+                )
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The cached prediction document of a key, or None (expired items count as absent)."""
+        item = self._table.get_item(Key={"key": key}).get("Item")
+        if not item or int(item.get("expires_at", 0)) < time.time():
+            return None
+        return {"key": key, "job_id": item["job_id"], **orjson.loads(item["prediction"])}
