@@ -5,10 +5,9 @@ from __future__ import annotations
 from time import perf_counter
 from typing import Any
 
-from aws_lambda_powertools.logging import correlation_paths
 from liteserve.errors import LiteserveError
 from liteserve.http import Request, error_response, response
-from liteserve.observability import logger, metrics, record_error, record_success, traced
+from liteserve.observability import logger, metrics, record_error, record_success, set_request_id, traced
 from liteserve.runtime import default_repository
 from liteserve.service import PredictService
 
@@ -16,12 +15,13 @@ from liteserve.service import PredictService
 service = PredictService(default_repository())
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@logger.inject_lambda_context
 @metrics.log_metrics(capture_cold_start_metric=True)
 @traced
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """HTTP API payload v2.0 event -> Lambda proxy response."""
     started = perf_counter()
+    set_request_id(event)
     try:
         result = service.handle(Request.from_event(event))
     except LiteserveError as error:

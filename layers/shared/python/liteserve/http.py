@@ -52,7 +52,7 @@ class Request:
         ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype and not (ctype in _JSON_TYPES or ctype.endswith("+json")):
             raise UnsupportedMediaType(f"content-type '{ctype}' is not supported; send application/json")
-        if not self.body.strip():
+        if not self.body or self.body.isspace():
             raise BadRequest("request body is empty; send a JSON object")
         try:
             doc = orjson.loads(self.body)
@@ -69,8 +69,24 @@ def _lenient_json(body: bytes, error: orjson.JSONDecodeError) -> Any:
         raise BadRequest(f"body is not valid JSON: {error}") from None
 
 
+@dataclass(frozen=True)
+class Binary:
+    """A non-JSON response body (e.g. a model file), sent base64-encoded as the Lambda proxy format requires."""
+
+    content: bytes
+    content_type: str = "application/octet-stream"
+    headers: dict[str, str] | None = None
+
+
 def response(status: int, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    """A Lambda proxy response with a JSON body (numpy arrays serialized natively)."""
+    """A Lambda proxy response with a JSON body (numpy arrays serialized natively), or a `Binary` one."""
+    if isinstance(payload, Binary):
+        return {
+            "statusCode": status,
+            "headers": {"content-type": payload.content_type, **(payload.headers or {}), **(headers or {})},
+            "body": base64.b64encode(payload.content).decode(),
+            "isBase64Encoded": True,
+        }
     return {
         "statusCode": status,
         "headers": {**_JSON_HEADERS, **(headers or {})},

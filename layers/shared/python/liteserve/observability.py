@@ -13,15 +13,42 @@ from typing import Any, TypeVar
 
 import orjson
 from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricResolution, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.constants import MAX_METRIC_NAME_LENGTH, MAX_METRICS
 
 from liteserve.errors import LiteserveError
 
 
 class OrjsonEMFProvider(AmazonCloudWatchEMFProvider):
-    """Powertools' EMF provider, flushing with orjson: the stdlib encoder was ~20 us of every warm request."""
+    """Powertools' EMF provider with a leaner warm path, same EMF documents.
+
+    Flushes through orjson (the stdlib encoder was ~15 us of every request), and `add_metric` skips, for the
+    common case (a MetricUnit, standard resolution, far from the 100-metric limit), the library's eager
+    debug f-string that formats the whole metric on every call. Everything else goes to Powertools' own code.
+    """
+
+    def add_metric(
+        self, name: str, unit: MetricUnit | str, value: float, resolution: MetricResolution | int = 60
+    ) -> None:
+        """Same contract as Powertools' `add_metric`."""
+        metric = self.metric_set.get(name)
+        if (
+            isinstance(unit, MetricUnit)
+            and resolution == 60
+            and type(value) in (int, float)
+            and len(self.metric_set) < MAX_METRICS - 1
+            and (metric is None or len(metric["Value"]) < MAX_METRICS - 1)
+            and 0 < len(name) <= MAX_METRIC_NAME_LENGTH
+            and name == name.strip()
+        ):
+            if metric is None:
+                metric = self.metric_set[name] = {"Unit": unit.value, "StorageResolution": 60, "Value": []}
+            metric["Unit"] = unit.value
+            metric["Value"].append(float(value))
+            return
+        super().add_metric(name=name, unit=unit, value=value, resolution=resolution)
 
     def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
         """Print the metric set as one EMF line (same document as Powertools), then clear it."""
@@ -56,6 +83,12 @@ def traced(handler: F) -> F:
     from aws_lambda_powertools import Tracer
 
     return Tracer().capture_lambda_handler(handler)
+
+
+def set_request_id(event: dict[str, Any]) -> None:
+    """Correlation id = API Gateway's request id. Read directly: Powertools' `correlation_id_path` runs a JMESPath
+    query per request (~15 us of a ~100 us warm request)."""
+    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
 
 
 def record_success(model: str | None, instances: int, seconds: float) -> None:

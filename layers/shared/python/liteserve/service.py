@@ -6,6 +6,7 @@ handler only adapts events to it.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -14,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from liteserve.errors import BadRequest, MethodNotAllowed, NotFound
-from liteserve.http import Request
+from liteserve.errors import BadRequest, MethodNotAllowed, ModelUnavailable, NotFound
+from liteserve.http import Binary, Request
 from liteserve.keys import key_field
 from liteserve.protocols import tfserving, v2
 from liteserve.runtime import Model, ModelRepository
@@ -44,7 +45,7 @@ class ServingConfig:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Served:
     """What one successful inference did, for metrics and the prediction log."""
 
@@ -60,7 +61,7 @@ class Served:
         return len(next(iter(self.inputs.values())))
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Result:
     """A successful answer: status, JSON document, and what was inferred (None for metadata routes)."""
 
@@ -78,6 +79,8 @@ class PredictService:
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Result]]] = [
             ("POST", re.compile(rf"/v1/models/{_NAME}{_VERSION}:(?P<verb>predict|classify|regress)"), self._tf_predict),
             ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}/metadata"), self._tf_metadata),
+            ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}/artifact"), self._artifact),
+            ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}/artifact/manifest"), self._artifact_manifest),
             ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}"), self._tf_status),
             ("GET", re.compile(r"/v2"), self._v2_server),
             ("GET", re.compile(r"/v2/health/live"), self._v2_live),
@@ -125,6 +128,23 @@ class PredictService:
 
     def _tf_status(self, request: Request, name: str, version: str | None) -> Result:
         return Result(200, tfserving.model_status(self._model(name, version)))
+
+    # Model artifacts, for edge devices (two-phase prediction): the served file and its manifest
+    def _artifact(self, request: Request, name: str, version: str | None) -> Result:
+        model = self._model(name, version)
+        content = (self.models.root / model.name / model.manifest.file).read_bytes()
+        digest = hashlib.sha256(content).hexdigest()
+        if digest != model.sha256:  # the layer is read-only: only a broken deployment gets here
+            raise ModelUnavailable(f"model {model.name}: {model.manifest.file} changed since it was loaded")
+        headers = {
+            "x-liteserve-sha256": digest,
+            "x-liteserve-model-version": model.version,
+            "content-disposition": f'attachment; filename="{model.name}.tflite"',
+        }
+        return Result(200, Binary(content, headers=headers))
+
+    def _artifact_manifest(self, request: Request, name: str, version: str | None) -> Result:
+        return Result(200, self._model(name, version).manifest.raw)
 
     # Open Inference Protocol V2
     def _v2_server(self, request: Request) -> Result:

@@ -72,28 +72,26 @@ def _holds_bool(data: list) -> bool:
 
 
 def _accepted_kinds(spec: TensorSpec) -> str:
-    return _NUMERIC_KINDS.get(np.dtype(spec.dtype).kind, np.dtype(spec.dtype).kind)
+    return _NUMERIC_KINDS.get(spec.np_dtype.kind, spec.np_dtype.kind)
 
 
 def cast_finite(arr: np.ndarray, spec: TensorSpec, what: str = "instance") -> np.ndarray:
     """Cast a numeric array to `spec`'s dtype; BadRequest names the first instance that is not finite or fits not."""
-    target = np.dtype(spec.dtype)
-    info = np.finfo(target) if target.kind == "f" else np.iinfo(target)
-    # One reduction decides the common case; NaN fails both comparisons.
-    if arr.size and not (arr.min() >= info.min and arr.max() <= info.max):
+    low, high = spec.limits
+    # Two reductions decide the common case; NaN fails both comparisons.
+    if arr.size and not (arr.min() >= low and arr.max() <= high):
         with np.errstate(invalid="ignore"):
-            bad = ~np.isfinite(arr) | (arr < info.min) | (arr > info.max)
+            bad = ~np.isfinite(arr) | (arr < low) | (arr > high)
         index = int(np.argwhere(bad)[0][0])
-        raise BadRequest(f"{what} {index}: input '{spec.name}' holds NaN, Infinity or a value out of {target} range")
-    return arr.astype(target, copy=False)
+        raise BadRequest(
+            f"{what} {index}: input '{spec.name}' holds NaN, Infinity or a value out of {spec.dtype} range"
+        )
+    return arr.astype(spec.np_dtype, copy=False)
 
 
 def problem(value: Any, spec: TensorSpec) -> str | None:
     """Why one instance's value does not fit `spec` (e.g. "expected 64 values, got 63"), or None if it does."""
-    target = np.dtype(spec.dtype)
-    integral = target.kind in "iu"
-    limit = float(np.iinfo(target).max if integral else np.finfo(target).max)
-    return _check_value(value, spec.feature_shape, integral, limit)
+    return _check_value(value, spec.feature_shape, spec.np_dtype.kind in "iu", spec.limits[1])
 
 
 def _diagnose(rows: list, spec: TensorSpec, what: str) -> None:

@@ -1,0 +1,35 @@
+"""Run every benchmark in bench/ (each prints one JSON object) and collect them in bench/results.json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Cheap, in-process ones first; the local-cloud ones start their own cloud.
+ORDER = ["cold_start.py", "warm.py", "batch.py", "two_phase.py"]
+
+
+def main() -> int:
+    results: dict = {}
+    failed = []
+    for name in ORDER:
+        path = HERE / name
+        if not path.exists():
+            continue
+        print(f"== {name}", file=sys.stderr, flush=True)
+        proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd=HERE.parent)
+        if proc.returncode != 0:
+            failed.append(name)
+            print(proc.stderr[-4000:], file=sys.stderr)
+            continue
+        results.update(json.loads(proc.stdout))
+    (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
