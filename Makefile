@@ -17,10 +17,10 @@ MODEL_FILES := $(foreach m,$(MODEL_NAMES),layers/model/models/$(m)/model.tflite 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: requirements/dev.txt layers/runtime/requirements.txt pyproject.toml
+$(VENV)/.stamp: requirements/dev.txt layers/runtime/requirements.txt pyproject.toml edge/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements/dev.txt -e .
+	$(BIN)/pip install -q -r requirements/dev.txt -e . -e edge
 	touch $@
 
 $(SAMVENV)/.stamp: requirements/sam.txt
