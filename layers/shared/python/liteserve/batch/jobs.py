@@ -9,6 +9,7 @@ retry that finds the job complete) finalizes, and only one finalizer can move th
 
 from __future__ import annotations
 
+import csv
 import os
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import orjson
 from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
 from liteserve.batch.records import RowFormat
 from liteserve.batch.storage import EventBus, Job, JobStore, ObjectStore, ResultsCache, ShardQueue
+from liteserve.errors import LiteserveError
+from liteserve.evaluation.records import batch_object
 from liteserve.protocols.tfserving import instance_objects
 from liteserve.runtime import Model, ModelRepository
 
@@ -147,8 +150,10 @@ class Pipeline:
             options = JobOptions.from_metadata(head["metadata"], self.config)
             model = self._model(options.model)
             sig = model.signature(options.signature)
-        except Exception as err:
-            return self._refuse(job_id, etag, source_key, {}, str(getattr(err, "message", err)))
+        except PlanningError as err:
+            return self._refuse(job_id, etag, source_key, {}, str(err))
+        except LiteserveError as err:  # unknown model or signature
+            return self._refuse(job_id, etag, source_key, {}, err.message)
         started, previous = self.jobs.begin(
             job_id, etag, source_key, options.as_dict(), model.version, force=options.force
         )
@@ -172,13 +177,13 @@ class Pipeline:
         chunks = self.store.stream(source_key, gunzip=gz, max_bytes=self.config.max_decompressed_bytes)
         header: tuple[str, ...] | None = None
         offset, first_line = 0, 1
+        spec = next(iter(sig.inputs.values()))
         try:
             if kind == "csv":
                 head_line, rest = read_header(chunks)
-                header = tuple(c.strip() for c in head_line.decode("utf-8", "replace").strip().split(","))
+                header = tuple(c.strip() for c in next(csv.reader([head_line.decode("utf-8", "replace").strip()]), []))
                 if options.key_field not in header:
                     raise PlanningError(f"CSV header has no key column '{options.key_field}': {list(header)[:8]}")
-                spec = next(iter(sig.inputs.values()))
                 if len(header) - 1 != spec.feature_shape[0]:
                     raise PlanningError(
                         f"CSV header has {len(header) - 1} feature columns; the model takes {spec.feature_shape[0]}"
@@ -186,7 +191,6 @@ class Pipeline:
                 chunks = _prepend(rest, chunks)
                 offset, first_line = len(head_line), 2
             fmt = RowFormat(kind, options.key_field, options.input_field, header)
-            spec = next(iter(sig.inputs.values()))
             ledger = KeyLedger()
             messages: list[dict[str, Any]] = []
             for shard in cut_shards(chunks, self.config.shard_bytes, offset=offset, first_line=first_line):
@@ -254,8 +258,9 @@ class Pipeline:
         started = time.perf_counter()
         job_id, etag, index = message["job_id"], message["etag"], int(message["shard"])
         job = self.jobs.get(job_id)
-        if job is None or job.etag != etag:
-            return {"job_id": job_id, "shard": index, "stale": True}  # superseded by a newer drop of the file
+        if job is None or job.etag != etag or job.state not in ("PLANNING", "RUNNING"):
+            # superseded by a newer drop of the file, or a job whose planning failed part-way
+            return {"job_id": job_id, "shard": index, "stale": True}
         if index in job.done or index in job.failed:
             self._finalize_if_complete(job)  # a redelivery after a finalizer crashed must still finish the job
             return {"job_id": job_id, "shard": index, "duplicate": True}
@@ -286,6 +291,13 @@ class Pipeline:
         part = self._part_lines(rows.keys, predicted, options["key_field"], model.version)
         prefix = results_prefix(job_id)
         self.store.put(f"{prefix}part-{index:05d}.jsonl", part)
+        if rows.keys:  # the prediction log's batch records (continued evaluation); same name and bytes on a retry
+            self.store.put(
+                *batch_object(
+                    job_id, index, job.created_at, model.name, model.version, sig.name, rows.keys, values, predicted
+                ),
+                "application/gzip",
+            )
         if rows.errors:
             self.store.put(
                 f"{prefix}errors/part-{index:05d}.jsonl", b"".join(orjson.dumps(e) + b"\n" for e in rows.errors)
