@@ -8,11 +8,13 @@ from typing import Any
 from liteserve.errors import LiteserveError
 from liteserve.http import Request, error_response, response
 from liteserve.observability import logger, metrics, record_error, record_success, set_request_id, traced
+from liteserve.predlog import PredictionLog
 from liteserve.runtime import default_repository
 from liteserve.service import PredictService
 
 # Once per container, in the init phase: every model of the model layer, one interpreter each.
 service = PredictService(default_repository())
+prediction_log = PredictionLog.from_env()
 
 
 @logger.inject_lambda_context
@@ -23,7 +25,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     started = perf_counter()
     set_request_id(event)
     try:
-        result = service.handle(Request.from_event(event))
+        request = Request.from_event(event)
+        result = service.handle(request)
     except LiteserveError as error:
         record_error(error)
         return error_response(error)
@@ -34,4 +37,19 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return error_response(error)
     served = result.served
     record_success(served and served.model.name, served.instances if served else 0, perf_counter() - started)
-    return response(result.status, result.document)
+    answer = response(result.status, result.document)
+    if served is not None:
+        log_prediction(event, request, served, answer["body"])
+    return answer
+
+
+def log_prediction(event: dict[str, Any], request: Request, served: Any, response_body: str) -> None:
+    """One prediction-log line (stdout -> CloudWatch Logs -> Firehose -> S3); never fails the request."""
+    try:
+        raw = event.get("body")
+        body = raw if isinstance(raw, str) and not event.get("isBase64Encoded") else request.body.decode()
+        protocol = "v2" if request.path.startswith("/v2") else "tfserving"
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        prediction_log.record(served, protocol, body, response_body, request_id)
+    except Exception:
+        logger.exception("prediction log line not written")

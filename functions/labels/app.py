@@ -1,0 +1,44 @@
+"""Ground truth in: label files dropped under labels/ (S3 event) and POST /v1/labels (HTTP API)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import unquote_plus
+
+from liteserve.batch.storage import ObjectStore
+from liteserve.errors import LiteserveError, MethodNotAllowed, NotFound
+from liteserve.evaluation.labels import LabelStore, ingest_object, last_wins, parse_post
+from liteserve.http import Request, error_response, response
+from liteserve.observability import logger
+
+labels = LabelStore(os.environ["LITESERVE_LABELS_TABLE"])
+objects = ObjectStore(os.environ["LITESERVE_BUCKET"])
+MAX_BODY = int(os.environ.get("LITESERVE_MAX_BODY_BYTES", 6 * 1024 * 1024))
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """S3 notification -> per-file summaries; HTTP API payload v2.0 event -> Lambda proxy response."""
+    if "Records" in event:
+        summaries = [
+            ingest_object(labels, objects, r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"]))
+            for r in event["Records"]
+        ]
+        for summary in summaries:
+            logger.info("label file", extra=summary)
+        return {"files": summaries}
+    try:
+        request = Request.from_event(event)
+        if request.path.rstrip("/") != "/v1/labels":
+            raise NotFound(f"no route for {request.method} {request.path}")
+        if request.method != "POST":
+            raise MethodNotAllowed(f"{request.method} /v1/labels is not allowed; use POST")
+        doc, _ = request.json(MAX_BODY)
+        items = parse_post(doc)
+        unique, replaced = last_wins(items)
+        stored = labels.put_many(unique, source="api")
+    except LiteserveError as error:
+        return error_response(error)
+    logger.info("labels posted", extra={"received": len(items), "stored": stored})
+    return response(200, {"received": len(items), "stored": stored, "replaced_in_request": replaced})

@@ -1,0 +1,391 @@
+"""Scheduled evaluation: join the window's predictions with their labels per model version, compute metrics and
+drift, write the report, publish EMF metrics and, when the policy says so, request one retraining per window.
+
+`evaluate_group` is pure; `Evaluator` binds it to S3 (prediction log, reports), DynamoDB (labels, decisions) and
+EventBridge.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+import boto3
+import numpy as np
+import orjson
+from botocore.exceptions import ClientError
+
+from liteserve.batch.storage import EventBus, ObjectStore
+from liteserve.evaluation.drift import feature_drift, prediction_drift
+from liteserve.evaluation.labels import LabelStore
+from liteserve.evaluation.metrics import classification_report
+from liteserve.evaluation.policy import Decision, RetrainPolicy, decide
+from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, read_object
+from liteserve.evaluation.report import render_html
+from liteserve.manifest import Manifest
+
+RESEND_AFTER_S = 900  # a claimed window whose event was never marked sent is re-sent by a later run after this
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Names and the window, from the environment (see template.yaml)."""
+
+    bucket: str
+    labels_table: str
+    state_table: str
+    event_bus: str = "default"
+    model_root: str = "/opt/models"
+    lookback_hours: float = 24.0
+    align_seconds: int = 3600
+    key_field: str = "key"
+    history: int = 48
+
+    @classmethod
+    def from_env(cls) -> EvaluationConfig:
+        """LITESERVE_BUCKET, LITESERVE_LABELS_TABLE, LITESERVE_EVALUATIONS_TABLE, LITESERVE_EVAL_LOOKBACK_HOURS..."""
+        env = os.environ
+        return cls(
+            bucket=env["LITESERVE_BUCKET"],
+            labels_table=env["LITESERVE_LABELS_TABLE"],
+            state_table=env["LITESERVE_EVALUATIONS_TABLE"],
+            event_bus=env.get("LITESERVE_EVENT_BUS", "default"),
+            model_root=env.get("LITESERVE_MODEL_ROOT", "/opt/models"),
+            lookback_hours=float(env.get("LITESERVE_EVAL_LOOKBACK_HOURS", 24)),
+            align_seconds=int(env.get("LITESERVE_EVAL_ALIGN_SECONDS", 3600)),
+            key_field=env.get("LITESERVE_KEY_FIELD", "key"),
+        )
+
+
+def iso(epoch: float) -> str:
+    """ISO-8601 UTC with a Z."""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Window:
+    """Predictions made in [start, end]; `id` (end floored to the alignment) names the window for the report
+    folder and the once-per-window retrain claim, so duplicate or repeated schedule deliveries share it."""
+
+    start: float
+    end: float
+    id: str
+    lookback_hours: float
+
+    @classmethod
+    def at(cls, fire_time: float, lookback_hours: float, align_seconds: int) -> Window:
+        """The window of a schedule fire at `fire_time` (epoch seconds)."""
+        aligned = fire_time - fire_time % align_seconds
+        # Event times have whole seconds: the fire's own second belongs to the window.
+        end = float(int(fire_time)) + 1.0
+        return cls(end - lookback_hours * 3600, end, iso(aligned), lookback_hours)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "start": self.start,
+            "end": self.end,
+            "start_iso": iso(self.start),
+            "end_iso": iso(self.end),
+            "lookback_hours": self.lookback_hours,
+        }
+
+
+def latest_per_key(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per key (the latest); unkeyed records are all kept (they still count for drift)."""
+    keyed: dict[str, dict[str, Any]] = {}
+    unkeyed = []
+    for rec in records:
+        if rec.get("key") is None:
+            unkeyed.append(rec)
+            continue
+        key = str(rec["key"])
+        if key not in keyed or (rec.get("time") or 0) >= (keyed[key].get("time") or 0):
+            keyed[key] = rec
+    return [*keyed.values(), *unkeyed]
+
+
+def evaluate_group(
+    records: list[dict[str, Any]], labels: dict[str, str], manifest: Manifest, policy: RetrainPolicy
+) -> dict[str, Any]:
+    """Metrics, drift and the policy's decision for one model version's records in a window."""
+    records = latest_per_key(records)
+    index = {name: i for i, name in enumerate(manifest.labels)}
+    x = np.asarray([r["x"] for r in records], dtype=np.float64).reshape(len(records), -1)
+    y_pred_all = np.asarray([_predicted(r) for r in records], dtype=np.int64)
+    joined = [(i, labels[str(r["key"])]) for i, r in enumerate(records) if r.get("key") is not None]
+    joined = [(i, lab) for i, lab in joined if lab is not None]
+    known = [(i, index[lab]) for i, lab in joined if lab in index]
+    rows = np.asarray([i for i, _ in known], dtype=np.int64)
+    y_true = np.asarray([c for _, c in known], dtype=np.int64)
+    probs = None
+    if rows.size and all("probabilities" in records[i]["outputs"] for i in rows):
+        probs = np.asarray([records[i]["outputs"]["probabilities"] for i in rows], dtype=np.float64)
+    metrics = classification_report(y_true, probs, y_pred_all[rows], manifest.labels)
+    stats = manifest.raw.get("training_stats") or {}
+    drift = feature_drift(x, stats.get("features", []), policy.drift) if stats.get("features") else _no_drift(len(x))
+    pred_drift = prediction_drift(y_pred_all, stats.get("label_counts") or [1] * len(index), policy.drift)
+    baseline = ((manifest.raw.get("metrics") or {}).get("int8") or {}).get("accuracy")
+    decision = decide(
+        policy, len(y_true), metrics["accuracy"], baseline, drift["dataset_drift"], drift["drifted_share"]
+    )
+    return {
+        "predictions": len(records),
+        "keyed": sum(1 for r in records if r.get("key") is not None),
+        "labelled": len(y_true),
+        "labels_not_in_model": len(joined) - len(known),
+        "sources": {s: sum(1 for r in records if r.get("source") == s) for s in ("online", "batch")},
+        "baseline_accuracy": baseline,
+        "reference_version": manifest.version,
+        "metrics": metrics,
+        "drift": drift,
+        "prediction_drift": pred_drift,
+        "decision": decision.as_dict(),
+    }
+
+
+def _predicted(record: dict[str, Any]) -> int:
+    out = record["outputs"]
+    if "class_id" in out:
+        return int(out["class_id"])
+    return int(np.argmax(out["probabilities"]))
+
+
+def _no_drift(rows: int) -> dict[str, Any]:
+    return {
+        "rows": rows,
+        "judged": False,
+        "features": [],
+        "drifted_features": [],
+        "drifted_share": 0.0,
+        "dataset_drift": False,
+    }
+
+
+class DecisionStore:
+    """The evaluations table: one item per (model, window) retrain claim, one cooldown item per model."""
+
+    def __init__(self, table: str) -> None:
+        self.table_name = table
+
+    @cached_property
+    def _table(self) -> Any:
+        return boto3.resource("dynamodb").Table(self.table_name)
+
+    def claim(self, model: str, window_id: str, now: float, cooldown_hours: float) -> str:
+        """'claimed' (this run must send the event), 'duplicate' (the window already requested one), 'resend'
+        (it did, but the event was never marked sent) or 'cooldown' (another window requested one recently)."""
+        pk = f"{model}#window#{window_id}"
+        item = self._table.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item")
+        if item is not None:
+            return self._resend(pk, now) if "sent_at" not in item else "duplicate"
+        cutoff = int(now - cooldown_hours * 3600)
+        try:  # the cooldown item admits this window (again) or any window once the cooldown is over
+            self._table.update_item(
+                Key={"pk": f"{model}#cooldown"},
+                UpdateExpression="SET last_request = :now, window_id = :w",
+                ConditionExpression="attribute_not_exists(pk) OR last_request <= :cutoff OR window_id = :w",
+                ExpressionAttributeValues={":now": int(now), ":w": window_id, ":cutoff": cutoff},
+            )
+            self._table.put_item(
+                Item={"pk": pk, "claimed_at": int(now)}, ConditionExpression="attribute_not_exists(pk)"
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] != "ConditionalCheckFailedException":
+                raise
+            item = self._table.get_item(Key={"pk": pk}, ConsistentRead=True).get("Item")
+            return "duplicate" if item is not None else "cooldown"
+        return "claimed"
+
+    def _resend(self, pk: str, now: float) -> str:
+        try:
+            self._table.update_item(
+                Key={"pk": pk},
+                UpdateExpression="SET claimed_at = :now",
+                ConditionExpression="attribute_not_exists(sent_at) AND claimed_at <= :old",
+                ExpressionAttributeValues={":now": int(now), ":old": int(now - RESEND_AFTER_S)},
+            )
+        except ClientError as err:
+            if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
+                return "duplicate"
+            raise
+        return "resend"
+
+    def sent(self, model: str, window_id: str, now: float) -> None:
+        """Mark the window's event as delivered to EventBridge."""
+        self._table.update_item(
+            Key={"pk": f"{model}#window#{window_id}"},
+            UpdateExpression="SET sent_at = :now",
+            ExpressionAttributeValues={":now": int(now)},
+        )
+
+
+class Evaluator:
+    """The evaluate step bound to its adapters."""
+
+    def __init__(self, config: EvaluationConfig, policy: RetrainPolicy | None = None) -> None:
+        self.config = config
+        self.policy = policy or RetrainPolicy.from_env()
+        self.signatures = Signatures(config.model_root)
+        self.store = ObjectStore(config.bucket)
+        self.labels = LabelStore(config.labels_table)
+        self.decisions = DecisionStore(config.state_table)
+        self.bus = EventBus(config.event_bus, source="liteserve.evaluation")
+
+    def load_predictions(self, window: Window) -> tuple[list[dict[str, Any]], int]:
+        """Records made in the window, from the hour folders around it (Firehose files a record by arrival)."""
+        records, bad = [], 0
+        hour = window.start - window.start % 3600 - 3600
+        while hour <= window.end + 3600:
+            for prefix in (ONLINE_PREFIX, BATCH_PREFIX):
+                for key in self.store.keys(f"{prefix}{hour_path(hour)}/"):
+                    got, nbad = read_object(self.store.read(key), self.signatures, self.config.key_field)
+                    records.extend(r for r in got if window.start <= (r.get("time") or 0) <= window.end)
+                    bad += nbad
+            hour += 3600
+        return records, bad
+
+    def run(self, fire_time: float, now: float | None = None) -> dict[str, Any]:
+        """Evaluate the window of a schedule fire; returns a summary per model."""
+        now = time.time() if now is None else now
+        window = Window.at(fire_time, self.config.lookback_hours, self.config.align_seconds)
+        records, bad = self.load_predictions(window)
+        received = {str(item["key"]): item for item in self.labels.received(window.start, max(now, window.end))}
+        labels = {k: str(v["label"]) for k, v in received.items()}
+        groups: dict[str, dict[str, list]] = {}
+        for rec in records:
+            groups.setdefault(rec["model"], {}).setdefault(str(rec["version"]), []).append(rec)
+        predicted_keys = {str(r["key"]) for r in records if r.get("key") is not None}
+        in_window = [k for k, v in received.items() if window.start * 1000 <= int(v["time"]) <= window.end * 1000]
+        orphans = sum(1 for k in in_window if k not in predicted_keys)
+        summary: dict[str, Any] = {"window": window.as_dict(), "bad_lines": bad, "models": {}}
+        for model, versions in sorted(groups.items()):
+            manifest = self.signatures.manifest(model)
+            if manifest is None:
+                summary["models"][model] = {"skipped": "no manifest in the model layer"}
+                continue
+            summary["models"][model] = self._model(model, manifest, versions, labels, window, orphans, bad, now)
+        return summary
+
+    def _model(
+        self,
+        model: str,
+        manifest: Manifest,
+        versions: dict[str, list],
+        labels: dict[str, str],
+        window: Window,
+        orphans: int,
+        bad: int,
+        now: float,
+    ) -> dict[str, Any]:
+        results = {v: evaluate_group(recs, labels, manifest, self.policy) for v, recs in sorted(versions.items())}
+        # The decision follows the version the model layer serves; else the version with the most predictions.
+        current = manifest.version
+        if current not in results:
+            current = max(results, key=lambda v: results[v]["predictions"])
+        decision = Decision(**results[current]["decision"])
+        prefix = f"reports/{model}/{window.id}/"
+        report: dict[str, Any] = {
+            "model": model,
+            "decided_on_version": current,
+            "window": window.as_dict(),
+            "generated_at": iso(now),
+            "labels": manifest.labels,
+            "counts": {
+                "predictions": sum(g["predictions"] for g in results.values()),
+                "labelled": results[current]["labelled"],
+                "labels_without_prediction": orphans,
+                "unreadable_log_lines": bad,
+            },
+            "policy": self.policy.as_dict(),
+            "versions": results,
+            "decision": decision.as_dict(),
+        }
+        outcome = None
+        if decision.retrain:
+            outcome = self.decisions.claim(model, window.id, now, self.policy.cooldown_hours)
+            report["trigger"] = {"outcome": outcome}
+        history = self._history(model, window, results)
+        self.store.put(prefix + "report.json", orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json")
+        self.store.put(prefix + "report.html", render_html(report, history).encode(), "text/html; charset=utf-8")
+        if outcome in ("claimed", "resend"):
+            g = results[current]
+            self.bus.put(
+                "RetrainRequested",
+                {
+                    "model": model,
+                    "version": current,
+                    "window": window.as_dict(),
+                    "reasons": decision.reasons,
+                    "metrics": {
+                        "accuracy": g["metrics"]["accuracy"],
+                        "macro_f1": g["metrics"]["macro_f1"],
+                        "log_loss": g["metrics"].get("log_loss"),
+                        "ece": g["metrics"].get("ece"),
+                        "labelled": g["labelled"],
+                        "baseline_accuracy": g["baseline_accuracy"],
+                        "drifted_share": g["drift"]["drifted_share"],
+                    },
+                    "report": f"s3://{self.config.bucket}/{prefix}report.json",
+                },
+            )
+            self.decisions.sent(model, window.id, now)
+        emit_metrics(model, results, orphans)
+        return {
+            "report": f"s3://{self.config.bucket}/{prefix}report.html",
+            "retrain": decision.retrain,
+            "trigger": outcome,
+            "reasons": decision.reasons,
+            "versions": {
+                v: {"labelled": g["labelled"], "accuracy": g["metrics"]["accuracy"]} for v, g in results.items()
+            },
+        }
+
+    def _history(self, model: str, window: Window, results: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
+        """Accuracy per version over the last reports (and this one), for the report's time series."""
+        series: dict[str, list[tuple[str, float]]] = {}
+        keys = sorted(k for k in self.store.keys(f"reports/{model}/") if k.endswith("/report.json"))
+        for key in keys[-self.config.history :]:
+            if key.startswith(f"reports/{model}/{window.id}/"):
+                continue
+            old = orjson.loads(self.store.read(key))
+            for v, g in old.get("versions", {}).items():
+                if g["metrics"].get("accuracy") is not None:
+                    series.setdefault(v, []).append((old["window"]["id"], g["metrics"]["accuracy"]))
+        for v, g in results.items():
+            if g["metrics"].get("accuracy") is not None:
+                series.setdefault(v, []).append((window.id, g["metrics"]["accuracy"]))
+        return series
+
+
+def emit_metrics(model: str, results: dict[str, Any], orphans: int) -> None:
+    """Headline metrics as CloudWatch EMF, one document per model version (dimensions model, version)."""
+    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+    for version, g in results.items():
+        provider = AmazonCloudWatchEMFProvider(
+            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Liteserve"),
+            service=os.environ.get("POWERTOOLS_SERVICE_NAME", "liteserve"),
+        )
+        provider.add_dimension("model", model)
+        provider.add_dimension("version", version)
+        m = g["metrics"]
+        values = {
+            "EvalPredictions": (g["predictions"], MetricUnit.Count),
+            "EvalLabelled": (g["labelled"], MetricUnit.Count),
+            "LabelsWithoutPrediction": (orphans, MetricUnit.Count),
+            "DriftedFeatureShare": (g["drift"]["drifted_share"], MetricUnit.NoUnit),
+            "PredictionDriftPSI": (g["prediction_drift"]["psi"], MetricUnit.NoUnit),
+        }
+        for name in ("accuracy", "macro_f1", "log_loss", "ece"):
+            if m.get(name) is not None:
+                values["".join(p.capitalize() for p in name.split("_"))] = (m[name], MetricUnit.NoUnit)
+        for name, (value, unit) in values.items():
+            provider.add_metric(name=name, unit=unit, value=float(value))
+        provider.flush_metrics()

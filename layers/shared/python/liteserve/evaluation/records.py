@@ -1,0 +1,185 @@
+"""Per-key prediction records: `{key, time, model, version, signature, source, x, outputs}`.
+
+Online records come from prediction-log lines (`liteserve.predlog`), decoded with the same protocol codecs that
+served them; batch records are written by the batch worker, one gzip JSONL object per shard, already per key.
+"""
+
+from __future__ import annotations
+
+import gzip
+import time as _time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+import orjson
+
+from liteserve.manifest import Manifest, SignatureSpec
+from liteserve.predlog import INSTANCE_KIND
+from liteserve.protocols import tfserving, v2
+from liteserve.runtime import DEFAULT_SIGNATURE
+
+ONLINE_PREFIX = "predictions/online/"
+BATCH_PREFIX = "predictions/batch/"
+_NO_LIMIT = 10**9
+
+
+class Signatures:
+    """Signature specs by model name, read from the manifests under a model root (the model layer)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._manifests: dict[str, Manifest | None] = {}
+
+    def manifest(self, model: str) -> Manifest | None:
+        """The manifest of `model`, or None when the layer has no such model."""
+        if model not in self._manifests:
+            path = self.root / model / "manifest.json"
+            self._manifests[model] = Manifest.load(path) if path.is_file() else None
+        return self._manifests[model]
+
+    def spec_source(self, model: str) -> _SpecSource | None:
+        """An object with the `signature(name)` lookup the protocol decoders need."""
+        manifest = self.manifest(model)
+        return _SpecSource(manifest) if manifest is not None else None
+
+
+class _SpecSource:
+    def __init__(self, manifest: Manifest) -> None:
+        self.manifest = manifest
+        self.name = manifest.name
+        self.version = manifest.version
+
+    def signature(self, name: str | None) -> SignatureSpec:
+        return self.manifest.signatures[name or DEFAULT_SIGNATURE]
+
+
+def parse_line(line: str | bytes, signatures: Signatures, key_field: str = "key") -> list[dict[str, Any]]:
+    """Records of one prediction-log line; [] for a line that is not a prediction record.
+
+    Raises ValueError for a prediction line that cannot be decoded (unknown model, malformed body)."""
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return []
+    if not isinstance(doc, dict):
+        return []
+    kind = doc.get("liteserve")
+    base = {
+        "time": doc.get("time"),
+        "model": doc.get("model"),
+        "version": doc.get("version"),
+        "signature": doc.get("signature"),
+        "source": "online",
+    }
+    if kind == INSTANCE_KIND:
+        return [{"key": doc.get("key"), **base, "x": doc["x"], "outputs": doc["outputs"]}]
+    if kind != "prediction":
+        return []
+    source = signatures.spec_source(doc["model"])
+    if source is None:
+        raise ValueError(f"model {doc['model']!r} is not in the model layer: cannot decode its request")
+    if doc["protocol"] == "v2":
+        call = v2.decode_infer(doc["request"], source, key_field=key_field, max_instances=_NO_LIMIT, check_bools=False)
+        outputs = _v2_outputs(doc["response"], key_field)
+        keys = call.keys
+    else:
+        call = tfserving.decode_predict(
+            doc["request"], source, key_field=key_field, max_instances=_NO_LIMIT, check_bools=False
+        )
+        keys = call.keys
+        outputs = _tfserving_outputs(doc["response"], call.signature, key_field, len(next(iter(call.inputs.values()))))
+    x = next(iter(call.inputs.values()))
+    n = len(x)
+    keys = keys if keys is not None else [None] * n
+    rows = x.tolist()
+    return [
+        {"key": keys[i], **base, "x": rows[i], "outputs": {name: col[i] for name, col in outputs.items()}}
+        for i in range(n)
+    ]
+
+
+def _tfserving_outputs(response: dict[str, Any], sig: SignatureSpec, key_field: str, n: int) -> dict[str, list]:
+    names = list(sig.outputs)
+    if "predictions" in response:
+        preds = response["predictions"]
+        if preds and isinstance(preds[0], dict):
+            return {name: [p[name] for p in preds] for name in names if name in preds[0]}
+        return {names[0]: preds}
+    outputs = response["outputs"]
+    if isinstance(outputs, dict):
+        return {name: outputs[name] for name in names if name in outputs}
+    return {names[0]: outputs}
+
+
+def _v2_outputs(response: dict[str, Any], key_field: str) -> dict[str, list]:
+    out = {}
+    for tensor in response["outputs"]:
+        if tensor["name"] == key_field:
+            continue
+        shape = tensor["shape"]
+        out[tensor["name"]] = np.asarray(tensor["data"]).reshape(shape).tolist()
+    return out
+
+
+def parse_lines(lines: Iterable[str | bytes], signatures: Signatures, key_field: str = "key") -> Iterator[dict]:
+    """Records of every prediction line; lines that are not records are skipped, undecodable ones raise."""
+    for line in lines:
+        if line and line.strip():
+            yield from parse_line(line, signatures, key_field)
+
+
+def read_object(data: bytes, signatures: Signatures, key_field: str = "key") -> tuple[list[dict], int]:
+    """Records of one stored object (gzip or not; prediction-log lines or per-key records), and bad lines."""
+    if data[:2] == b"\x1f\x8b":
+        data = gzip.decompress(data)
+    records: list[dict] = []
+    bad = 0
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            if line.startswith(b'{"liteserve"'):
+                records.extend(parse_line(line, signatures, key_field))
+            else:
+                records.append(orjson.loads(line))
+        except (ValueError, KeyError, TypeError, IndexError):
+            bad += 1
+    return records, bad
+
+
+def hour_path(epoch: float) -> str:
+    """`YYYY/MM/DD/HH` (UTC) of an epoch time, as Firehose's `!{timestamp:yyyy/MM/dd/HH}` writes it."""
+    return _time.strftime("%Y/%m/%d/%H", _time.gmtime(epoch))
+
+
+def batch_object(
+    job_id: str,
+    shard: int,
+    created_at: float,
+    model: str,
+    version: str,
+    signature: str,
+    keys: list,
+    inputs: np.ndarray,
+    outputs: dict[str, np.ndarray],
+) -> tuple[str, bytes]:
+    """(S3 key, gzip JSONL body) of one batch shard's prediction records. The name and bytes depend only on the
+    job and shard, so a retried shard overwrites its object with identical content."""
+    name = f"{BATCH_PREFIX}{hour_path(created_at)}/{quote(job_id, safe='')}-part-{shard:05d}.jsonl.gz"
+    base = {"time": round(created_at, 3), "model": model, "version": version, "signature": signature}
+    option = orjson.OPT_SERIALIZE_NUMPY
+    out = bytearray()
+    for i, key in enumerate(keys):
+        rec = {
+            "key": key,
+            **base,
+            "source": "batch",
+            "x": inputs[i],
+            "outputs": {k: v[i] for k, v in outputs.items()},
+        }
+        out += orjson.dumps(rec, option=option)
+        out += b"\n"
+    return name, gzip.compress(bytes(out), mtime=0)

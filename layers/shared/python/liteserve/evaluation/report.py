@@ -1,0 +1,216 @@
+"""report.html: one self-contained page (inline SVG, no scripts, no network) readable at a glance."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}
+h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:6px 0} td,th{border:1px solid #ddd;padding:3px 8px;text-align:right}
+th{background:#f4f4f4} td.l,th.l{text-align:left} .muted{color:#777}
+.verdict{display:inline-block;padding:6px 12px;border-radius:4px;font-weight:600;margin:8px 0}
+.ok{background:#e6f4ea;color:#1e6b34} .bad{background:#fde8e8;color:#9b1c1c} .warn{background:#fff4e0;color:#8a5300}
+svg text{font:11px system-ui,sans-serif}
+"""
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return escape(str(value))
+
+
+def line_chart(
+    series: dict[str, list[tuple[str, float]]],
+    title: str,
+    refs: dict[str, float] | None = None,
+    width: int = 760,
+    height: int = 230,
+) -> str:
+    """One polyline per series over shared categorical x values (window ids), y in [min, 1]; dashed reference
+    lines (e.g. the accuracy floor)."""
+    xs = sorted({x for points in series.values() for x, _ in points})
+    values = [y for points in series.values() for _, y in points if y is not None]
+    if not xs or not values:
+        return f'<p class="muted">{escape(title)}: no data yet</p>'
+    refs = {k: v for k, v in (refs or {}).items() if v is not None}
+    left, right, top, bottom = 50, 76, 24, 40
+    lo = min(min(values), *refs.values(), 0.9)
+    lo = max(0.0, lo - (1 - lo) * 0.1)
+    pw, ph = width - left - right, height - top - bottom
+
+    def px(i: int) -> float:
+        return left + (pw * i / (len(xs) - 1) if len(xs) > 1 else pw / 2)
+
+    def py(v: float) -> float:
+        return top + ph * (1 - (v - lo) / (1 - lo if lo < 1 else 1))
+
+    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(title)}">']
+    parts.append(f'<text x="{left}" y="14" font-weight="600">{escape(title)}</text>')
+    for k in range(5):
+        v = lo + (1 - lo) * k / 4
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+    for name, v in refs.items():
+        parts.append(
+            f'<line x1="{left}" x2="{width - right}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#999" '
+            f'stroke-dasharray="5,4"/><text x="{width - right + 4}" y="{py(v) + 4:.1f}">{escape(name)}</text>'
+        )
+    step = max(1, len(xs) // 6)
+    for i in range(0, len(xs), step):
+        parts.append(f'<text x="{px(i):.1f}" y="{height - 22}" text-anchor="middle">{escape(xs[i][5:16])}</text>')
+    for n, (name, points) in enumerate(sorted(series.items())):
+        color = PALETTE[n % len(PALETTE)]
+        coords = [(px(xs.index(x)), py(y)) for x, y in sorted(points) if y is not None]
+        if len(coords) > 1:
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in coords)
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{color}" stroke-width="2"/>')
+        parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{color}"/>' for x, y in coords]
+        parts.append(
+            f'<rect x="{left + 110 * n}" y="{height - 12}" width="10" height="10" fill="{color}"/>'
+            f'<text x="{left + 14 + 110 * n}" y="{height - 3}">version {escape(name)}</text>'
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bar_chart(features: list[dict[str, Any]], metric: str, title: str, width: int = 1000, height: int = 220) -> str:
+    """One bar per feature, red when the feature drifted, with its threshold as a tick."""
+    if not features:
+        return ""
+    left, right, top, bottom = 50, 10, 24, 46
+    pw, ph = width - left - right, height - top - bottom
+    top_value = max(max(f[metric] for f in features), max(f["thresholds"][metric] for f in features)) * 1.1 or 1.0
+    bw = pw / len(features)
+    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(title)}">']
+    parts.append(f'<text x="{left}" y="14" font-weight="600">{escape(title)}</text>')
+    for k in range(5):
+        v = top_value * k / 4
+        y = top + ph * (1 - k / 4)
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="#eee"/>')
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{v:.2f}</text>')
+    for i, f in enumerate(features):
+        h = ph * f[metric] / top_value
+        x = left + i * bw
+        color = "#d62728" if f["drifted"] else "#1f77b4"
+        parts.append(
+            f'<rect x="{x + 1:.1f}" y="{top + ph - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" '
+            f'fill="{color}"><title>{escape(f["name"])}: {metric} {f[metric]:.4f}</title></rect>'
+        )
+        ty = top + ph * (1 - f["thresholds"][metric] / top_value)
+        parts.append(f'<line x1="{x:.1f}" x2="{x + bw:.1f}" y1="{ty:.1f}" y2="{ty:.1f}" stroke="#444"/>')
+        if i % max(1, len(features) // 16) == 0:
+            parts.append(
+                f'<text x="{x + bw / 2:.1f}" y="{height - bottom + 14}" text-anchor="middle">{escape(f["name"])}</text>'
+            )
+    parts.append(
+        f'<text x="{left}" y="{height - 6}" class="muted">red: drifted; black tick: the feature\'s threshold</text>'
+    )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def confusion_svg(matrix: list[list[int]], labels: list[str], cell: int = 34) -> str:
+    """Heat map of counts, rows = true label, columns = predicted."""
+    n = len(matrix)
+    if not n:
+        return ""
+    peak = max(max(row) for row in matrix) or 1
+    off = 60
+    size = off + cell * n + 10
+    parts = [f'<svg width="{size}" height="{size}" role="img" aria-label="confusion matrix">']
+    parts.append(f'<text x="{off}" y="12">predicted →</text>')
+    parts.append(f'<text x="10" y="{off + 10}" transform="rotate(90 10 {off + 10})">true →</text>')
+    for j, name in enumerate(labels):
+        parts.append(f'<text x="{off + cell * j + cell / 2}" y="{off - 6}" text-anchor="middle">{escape(name)}</text>')
+        parts.append(f'<text x="{off - 6}" y="{off + cell * j + cell / 2 + 4}" text-anchor="end">{escape(name)}</text>')
+    for i, row in enumerate(matrix):
+        for j, count in enumerate(row):
+            share = count / peak
+            color = f"rgba(31,119,180,{share:.3f})" if i == j else f"rgba(214,39,40,{min(1.0, share * 3):.3f})"
+            x, y = off + cell * j, off + cell * i
+            parts.append(f'<rect x="{x}" y="{y}" width="{cell}" height="{cell}" fill="{color}" stroke="#ddd"/>')
+            if count:
+                fill = "#fff" if share > 0.6 else "#222"
+                parts.append(
+                    f'<text x="{x + cell / 2}" y="{y + cell / 2 + 4}" text-anchor="middle" fill="{fill}">{count}</text>'
+                )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float]]]) -> str:
+    """The page: verdict, counts, metrics per version, accuracy over time, drift per feature, confusion matrix."""
+    model, window, decision = report["model"], report["window"], report["decision"]
+    trigger = report.get("trigger") or {}
+    if decision["retrain"]:
+        verdict = f'<div class="verdict bad">Retraining requested: {escape(trigger.get("outcome", ""))}</div>'
+    elif report["counts"]["labelled"] < report["policy"]["min_labelled"]:
+        verdict = '<div class="verdict warn">Not enough labelled predictions for a decision</div>'
+    else:
+        verdict = '<div class="verdict ok">Healthy: no retraining needed</div>'
+    out = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>liteserve evaluation {escape(model)} "
+        f"{escape(window['end_iso'])}</title><style>{STYLE}</style></head><body>",
+        f"<h1>Model <code>{escape(model)}</code> — evaluation window {escape(window['start_iso'])} → "
+        f"{escape(window['end_iso'])}</h1>",
+        f'<div class="muted">window id {escape(window["id"])} · look-back {window["lookback_hours"]} h · '
+        f"generated {escape(report['generated_at'])}</div>",
+        verdict,
+        "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in decision["reasons"]) + "</ul>",
+        "<h2>Counts</h2><table>"
+        + "".join(f'<tr><th class="l">{escape(k)}</th><td>{_fmt(v)}</td></tr>' for k, v in report["counts"].items())
+        + "</table>",
+    ]
+    versions = report["versions"]
+    rows = [
+        "<tr><th class='l'>version</th><th>predictions</th><th>labelled</th><th>accuracy</th><th>macro-F1</th>"
+        "<th>log loss</th><th>ECE</th><th>validation acc.</th><th>drifted features</th><th>prediction PSI</th></tr>"
+    ]
+    for v, g in versions.items():
+        m = g["metrics"]
+        rows.append(
+            f"<tr><td class='l'>{escape(v)}</td><td>{g['predictions']}</td><td>{g['labelled']}</td>"
+            f"<td>{_fmt(m.get('accuracy'))}</td><td>{_fmt(m.get('macro_f1'))}</td><td>{_fmt(m.get('log_loss'))}</td>"
+            f"<td>{_fmt(m.get('ece'))}</td><td>{_fmt(g.get('baseline_accuracy'))}</td>"
+            f"<td>{len(g['drift']['drifted_features'])} / {len(g['drift']['features'])} "
+            f"({g['drift']['drifted_share']:.0%})</td><td>{_fmt(g['prediction_drift']['psi'])}</td></tr>"
+        )
+    out.append("<h2>Metrics per model version</h2><table>" + "".join(rows) + "</table>")
+    current = versions.get(report.get("decided_on_version", ""), {})
+    refs = {"floor": report["policy"].get("accuracy_floor"), "validation": current.get("baseline_accuracy")}
+    out.append(line_chart(history, "Accuracy per evaluation window and model version", refs))
+    for v, g in versions.items():
+        out.append(f"<h2>Version {escape(v)}: data drift per feature</h2>")
+        if not g["drift"]["judged"]:
+            out.append(f'<p class="muted">only {g["drift"]["rows"]} served rows: drift not judged</p>')
+        out.append(bar_chart(g["drift"]["features"], "psi", "PSI vs training histogram"))
+        out.append(bar_chart(g["drift"]["features"], "js", "Jensen-Shannon distance vs training histogram"))
+        m = g["metrics"]
+        if m.get("confusion_matrix") and g["labelled"]:
+            out.append(f"<h2>Version {escape(v)}: confusion matrix ({g['labelled']} labelled)</h2>")
+            out.append(confusion_svg(m["confusion_matrix"], report["labels"]))
+            recall = m.get("per_class_recall", {})
+            out.append(
+                "<table><tr><th class='l'>class</th>"
+                + "".join(f"<th>{escape(c)}</th>" for c in report["labels"])
+                + "</tr><tr><td class='l'>recall</td>"
+                + "".join(f"<td>{_fmt(recall.get(c), 3)}</td>" for c in report["labels"])
+                + "</tr><tr><td class='l'>labels</td>"
+                + "".join(f"<td>{c}</td>" for c in m["label_distribution"])
+                + "</tr><tr><td class='l'>predictions</td>"
+                + "".join(f"<td>{c}</td>" for c in m["prediction_distribution"])
+                + "</tr></table>"
+            )
+    out.append(
+        "<h2>Decision inputs and policy</h2><table>"
+        + "".join(f'<tr><th class="l">{escape(k)}</th><td>{_fmt(v)}</td></tr>' for k, v in decision["checks"].items())
+        + "</table>"
+    )
+    out.append("</body></html>")
+    return "\n".join(out)
