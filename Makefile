@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 MODEL_NAMES := digits digits-edge digits-cloud
 MODEL_FILES := $(foreach m,$(MODEL_NAMES),layers/model/models/$(m)/model.tflite layers/model/models/$(m)/manifest.json)
 
-.PHONY: help venv sam-venv train-venv model lint sam-check unit integration test demo up down status bench clean
+.PHONY: help venv sam-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -75,6 +75,12 @@ down: venv ## stop the local cloud
 
 status: venv ## what the local cloud runs, queue depths
 	$(BIN)/localcloud status
+
+invoke-schedule: venv ## fire a schedule of the local cloud now: make invoke-schedule NAME=EvaluateFunction
+	$(BIN)/localcloud fire-schedule $(NAME)
+
+logs: venv ## follow every function's logs of the local cloud
+	$(BIN)/localcloud logs -f
 
 demo: venv $(MODEL_FILES) ## the end-to-end story on the embedded default
 	$(BIN)/python -m localcloud.demo

@@ -1,0 +1,67 @@
+"""One local cloud per test session (moto server over HTTP + the fixture template); moto is reset between tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from localcloud import LocalCloud
+
+FIXTURES = Path(__file__).parent / "fixtures"
+T = TypeVar("T")
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def cloud_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
+    """The fixture template running locally on free ports, schedules only on demand."""
+    with LocalCloud(
+        FIXTURES / "template.yaml",
+        state_dir=tmp_path_factory.mktemp("localcloud"),
+        moto_port=0,
+        api_port=0,
+        schedules=False,
+        concurrency=2,
+        log_subscriptions=True,
+        log_ship_interval=3600,  # deliveries only on flush_logs(): deterministic tests
+    ) as lc:
+        yield lc
+
+
+@pytest.fixture
+def cloud(cloud_session: LocalCloud) -> Iterator[LocalCloud]:
+    """The session's local cloud, freshly reset (moto's reset endpoint + provisioning from the template)."""
+    cloud_session.reset()
+    yield cloud_session
+    with contextlib.suppress(TimeoutError):  # let stray retries finish: they must not leak into the next test
+        cloud_session.wait_idle(timeout=20)
+
+
+def wait_for(probe: Callable[[], T], timeout: float = 20, interval: float = 0.1) -> T:
+    """Poll ``probe`` until it returns something truthy; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s (last value: {value!r})")
+        time.sleep(interval)
+
+
+def objects(lc: LocalCloud, bucket_lid: str, prefix: str) -> dict[str, Any]:
+    """Every object under ``prefix`` in a template bucket, parsed as JSON, by key."""
+    s3 = lc.client("s3")
+    bucket = lc.name(bucket_lid)
+    out = {}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for o in page.get("Contents", []):
+            out[o["Key"]] = json.loads(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+    return out
