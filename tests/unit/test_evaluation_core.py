@@ -276,3 +276,22 @@ def test_template_filter_pattern_is_the_one_liteserve_ships_and_the_local_cloud_
         "END RequestId: 1",
     ]
     assert [local(line) for line in lines] == [matches(line) for line in lines] == [True, True, False, False, False]
+
+
+def test_group_skips_other_signatures_and_tolerates_unlabelled_keys():
+    """A key also sent to `embedding` keeps its classification; predictions without a label are not an error."""
+    from liteserve.evaluation.evaluate import evaluate_group
+    from liteserve.manifest import Manifest
+
+    manifest = Manifest.load(MODEL_ROOT / "digits" / "manifest.json")
+    x = [0.5] * 64
+    records = [
+        {"key": "a", "time": 1, "x": x, "outputs": {"class_id": 3, "probabilities": [0.0] * 3 + [1.0] + [0.0] * 6}},
+        {"key": "a", "time": 2, "x": x, "outputs": {"embedding": [0.1] * 32}},
+        {"key": "b", "time": 1, "x": x, "outputs": {"class_id": 4, "probabilities": [0.0] * 4 + [1.0] + [0.0] * 5}},
+    ]
+    result = evaluate_group(records, {"a": "3"}, manifest, RetrainPolicy())
+    assert result["other_signatures"] == 1
+    assert result["predictions"] == 2
+    assert result["labelled"] == 1
+    assert result["metrics"]["accuracy"] == 1.0

@@ -113,12 +113,17 @@ def latest_per_key(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def evaluate_group(
     records: list[dict[str, Any]], labels: dict[str, str], manifest: Manifest, policy: RetrainPolicy
 ) -> dict[str, Any]:
-    """Metrics, drift and the policy's decision for one model version's records in a window."""
-    records = latest_per_key(records)
+    """Metrics, drift and the policy's decision for one model version's records in a window.
+
+    Only answers of a classifying signature (outputs with `class_id` or `probabilities`) are evaluated: the same key
+    may also have been sent to another signature (e.g. `embedding`), which must not replace its prediction."""
+    classified = [r for r in records if "class_id" in r["outputs"] or "probabilities" in r["outputs"]]
+    other_signatures = len(records) - len(classified)
+    records = latest_per_key(classified)
     index = {name: i for i, name in enumerate(manifest.labels)}
     x = np.asarray([r["x"] for r in records], dtype=np.float64).reshape(len(records), -1)
     y_pred_all = np.asarray([_predicted(r) for r in records], dtype=np.int64)
-    joined = [(i, labels[str(r["key"])]) for i, r in enumerate(records) if r.get("key") is not None]
+    joined = [(i, labels.get(str(r["key"]))) for i, r in enumerate(records) if r.get("key") is not None]
     joined = [(i, lab) for i, lab in joined if lab is not None]
     known = [(i, index[lab]) for i, lab in joined if lab in index]
     rows = np.asarray([i for i, _ in known], dtype=np.int64)
@@ -136,6 +141,7 @@ def evaluate_group(
     )
     return {
         "predictions": len(records),
+        "other_signatures": other_signatures,
         "keyed": sum(1 for r in records if r.get("key") is not None),
         "labelled": len(y_true),
         "labels_not_in_model": len(joined) - len(known),
