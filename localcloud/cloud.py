@@ -143,6 +143,8 @@ class LocalCloud:
         self.pools: dict[str, FunctionPool] = {}
         self.builds: dict[str, BuildRunner] = {}
         self.gateway: Gateway | None = None
+        self._routes: list[Any] = []
+        self._api_lid = "ServerlessHttpApi"
         self.sources: Sources | None = None
         self.not_emulated: list[str] = []
         self.tpl: Template
@@ -174,6 +176,7 @@ class LocalCloud:
             )
             api_lid = next(iter(self.tpl.of_type("AWS::Serverless::HttpApi")), "ServerlessHttpApi")
             # Bind the port first: functions' environments may reference the API's endpoint.
+            self._api_lid = api_lid
             self.gateway = Gateway([], self.invoke, self.host, self.api_port, self.tpl.api_id(api_lid))
             self.tpl.api_url = self.gateway.url
             specs = function_specs(self.tpl)
@@ -279,6 +282,20 @@ class LocalCloud:
         if project not in self.builds:
             raise KeyError(f"unknown build project {project!r} (known: {', '.join(self.builds) or 'none'})")
         return self.builds[project].start_build(env)
+
+    def stop_api(self) -> None:
+        """Take the HTTP API offline (connections are refused); functions and event sources keep running."""
+        if self.gateway:
+            self.api_port = int(self.gateway.server.server_address[1])
+            self._routes = self.gateway.routes
+            self.gateway.stop()
+            self.gateway = None
+
+    def start_api(self) -> None:
+        """Bring the HTTP API back on the same port after :meth:`stop_api`."""
+        if self.gateway is None:
+            self.gateway = Gateway(self._routes, self.invoke, self.host, self.api_port, self.tpl.api_id(self._api_lid))
+            self.gateway.start()
 
     def kill_containers(self, function: str) -> int:
         """Fault injection: kill ``function``'s containers that are running an invocation; return how many."""

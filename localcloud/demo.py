@@ -95,20 +95,219 @@ def replay(base: str, event_file: Path) -> tuple[int, Any]:
 
 
 def run(demo: Demo, lc: LocalCloud) -> None:
-    """The demo's steps (the online path today; batch, labels and evaluation extend it)."""
-    api = lc.api_url
-    with demo.step("HTTP API: Open Inference V2 readiness") as notes:
+    """The story: online serving, batch serving, labels and scheduled evaluation, two-phase prediction."""
+    from training.data import split  # numpy + scikit-learn: the held-out digits the models never saw
+
+    data = split()
+    x, y = data.x_test, data.y_test
+    online_keys = online(demo, lc.api_url, x, y)
+    batch_keys = batch(demo, lc, x, y)
+    evaluation(demo, lc, x, y, online_keys, batch_keys)
+    two_phase(demo, lc, x, y)
+
+
+def online(demo: Demo, api: str, x: Any, y: Any) -> dict[str, int]:
+    """Keyed requests in both protocols and both signatures, and one bad request."""
+    with demo.step("online: Open Inference V2 health and model metadata") as notes:
         status, body = http(api, "GET", "/v2/health/ready")
         expect(status == 200, f"GET /v2/health/ready -> {status} {body}")
-        notes.append(f"{status} {body}")
-    for name in ("tfserving-predict-keyed.json", "v2-infer-keyed.json"):
-        path = EVENTS / name
-        if not path.exists():
+        status, meta = http(api, "GET", "/v2/models/digits")
+        expect(status == 200, f"GET /v2/models/digits -> {status} {meta}")
+        notes.append(f"ready; digits v{meta['versions'][0]}, inputs {meta['inputs']}")
+    keys = {f"online-{i:04d}": int(y[i]) for i in range(40)}
+    items = list(keys)
+    with demo.step("online: TF Serving :predict, 20 keyed instances (row format)") as notes:
+        body = {"instances": [{"key": k, "x": x[i].tolist()} for i, k in enumerate(items[:20])]}
+        status, out = http(api, "POST", "/v1/models/digits:predict", json.dumps(body))
+        expect(status == 200, f"{status} {out}")
+        preds = out["predictions"]
+        expect([p["key"] for p in preds] == items[:20], "keys did not come back in order")
+        right = sum(p["class_id"] == keys[p["key"]] for p in preds)
+        for p in preds[:3]:
+            print(f"      {p['key']}: class {p['class_id']} (p={max(p['probabilities']):.3f}), label {keys[p['key']]}")
+        notes.append(f"{right}/20 correct")
+    with demo.step("online: signature 'embedding' and the columnar format") as notes:
+        body = {"signature_name": "embedding", "inputs": {"x": x[:2].tolist(), "key": items[:2]}}
+        status, out = http(api, "POST", "/v1/models/digits:predict", json.dumps(body))
+        expect(status == 200, f"{status} {out}")
+        notes.append(f"keys {out['outputs']['key']}, embedding of {len(out['outputs']['embedding'][0])} values")
+    with demo.step("online: Open Inference V2 infer, 20 keyed instances (BYTES key in, BYTES key out)") as notes:
+        rows = x[20:40]
+        body = {
+            "id": "demo-1",
+            "inputs": [
+                {"name": "key", "shape": [20], "datatype": "BYTES", "data": items[20:40]},
+                {"name": "x", "shape": [20, 64], "datatype": "FP32", "data": rows.reshape(-1).tolist()},
+            ],
+        }
+        status, out = http(api, "POST", "/v2/models/digits/infer", json.dumps(body))
+        expect(status == 200, f"{status} {out}")
+        tensors = {t["name"]: t["data"] for t in out["outputs"]}
+        expect(tensors["key"] == items[20:40], "V2 keys did not come back")
+        right = sum(c == keys[k] for k, c in zip(tensors["key"], tensors["class_id"], strict=True))
+        notes.append(f"id {out['id']}, {right}/20 correct")
+    with demo.step("online: a bad request is a 400 that names the instance") as notes:
+        body = {"instances": [{"key": "a", "x": x[0].tolist()}, {"key": "b", "x": x[1].tolist()[:60]}]}
+        status, out = http(api, "POST", "/v1/models/digits:predict", json.dumps(body))
+        expect(status == 400 and "instance 1" in out.get("error", ""), f"{status} {out}")
+        notes.append(f"{status} {out['error']}")
+    return keys
+
+
+def batch(demo: Demo, lc: LocalCloud, x: Any, y: Any, rows: int = 20_000) -> dict[str, int]:
+    """A keyed file dropped into S3, with shard progress, the manifest and a few output rows."""
+    import orjson
+
+    s3, bucket = lc.client("s3"), lc.name("DataBucket")
+    keys: dict[str, int] = {}
+    lines = []
+    for i in range(rows):
+        key = f"batch-{(i * 7919) % rows:05d}"  # shuffled, unique
+        if i % 100 == 50:
+            lines.append(orjson.dumps({"key": key, "x": x[i % len(x)].tolist()[:63]}))  # 1 % malformed
             continue
-        with demo.step(f"HTTP API: replay events/predict/{name}") as notes:
-            status, body = replay(api, path)
-            expect(status == 200, f"{status} {str(body)[:200]}")
-            notes.append(f"{status} {json.dumps(body)[:120]}...")
+        keys[key] = int(y[i % len(x)])
+        lines.append(orjson.dumps({"key": key, "x": x[i % len(x)].tolist()}))
+    with demo.step(f"batch: drop incoming/demo-scores.jsonl ({rows} keyed rows, 1 % malformed), wait") as notes:
+        s3.put_object(Bucket=bucket, Key="incoming/demo-scores.jsonl", Body=b"\n".join(lines) + b"\n")
+        deadline = time.monotonic() + 180
+        job: dict[str, Any] = {}
+        shown = None
+        tty = sys.stdout.isatty()
+        while time.monotonic() < deadline:
+            status, job = http(lc.api_url, "GET", "/v1/batch/jobs/demo-scores")
+            if status == 200:
+                total, done = job["shards"]["total"] or 0, job["shards"]["done"]
+                if (done, total, job["state"]) != shown:  # redraw only on progress (one line each when piped)
+                    shown = (done, total, job["state"])
+                    bar = "#" * int(30 * done / total) if total else ""
+                    line = f"      [{bar:<30}] {done}/{total or '?'} shards  {job['state']:<10}"
+                    print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
+                if job["state"] in ("SUCCEEDED", "FAILED"):
+                    break
+            time.sleep(0.3)
+        if tty:
+            print()
+        expect(job.get("state") == "SUCCEEDED", f"job ended {job.get('state')}: {job.get('reasons')}")
+        counts = job["counts"]
+        expect(counts["rows_predicted"] == len(keys), f"{counts}")
+        notes.append(
+            f"{counts['rows_predicted']} predicted, {counts['rows_rejected']} rejected, "
+            f"{job['shards']['total']} shards, {job['timings']['elapsed_s']} s"
+        )
+    with demo.step("batch: the _SUCCESS manifest, output rows joined back by key, the error file") as notes:
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key="results/demo-scores/_SUCCESS")["Body"].read())
+        print("      " + json.dumps({k: manifest[k] for k in ("state", "counts", "shards", "model_version")}))
+        part = s3.get_object(Bucket=bucket, Key="results/demo-scores/part-00000.jsonl")["Body"].read()
+        for line in part.splitlines()[:3]:
+            row = orjson.loads(line)
+            print(
+                f"      {row['key']}: class {row['class_id']} (label {keys[row['key']]}), model v{row['model_version']}"
+            )
+        errors = s3.get_object(Bucket=bucket, Key="results/demo-scores/errors/part-00000.jsonl")["Body"].read()
+        first = orjson.loads(errors.splitlines()[0])
+        print(f"      error: {first}")
+        notes.append(f"{len(part.splitlines())} rows in part-00000")
+    return keys
+
+
+def evaluation(
+    demo: Demo, lc: LocalCloud, x: Any, y: Any, online_keys: dict[str, int], batch_keys: dict[str, int]
+) -> None:
+    """Labels by key, a scheduled evaluation of clean traffic, then drifted traffic that asks for retraining."""
+    import numpy as np
+
+    # The drift generator is client-side code of the serving package (layers/shared/python), not a handler.
+    sys.path.insert(0, str(REPO / "layers" / "shared" / "python"))
+    from liteserve.evaluation.scenario import corrupt
+
+    # Ground truth arrives for part of the traffic, as it would in production.
+    labels = {**online_keys, **dict(list(batch_keys.items())[:3000])}
+    with demo.step("labels: POST /v1/labels and a labels/ file with a bad row") as notes:
+        items = [{"key": k, "label": str(v)} for k, v in labels.items()]
+        for start in range(0, len(items), 5000):
+            status, out = http(lc.api_url, "POST", "/v1/labels", json.dumps(items[start : start + 5000]))
+            expect(status == 200, f"{status} {out}")
+        body = b'{"key": "online-0000", "label": "%d"}\n{"key": "broken"\n' % online_keys["online-0000"]
+        lc.client("s3").put_object(Bucket=lc.name("DataBucket"), Key="labels/demo.jsonl", Body=body)
+        lc.wait_idle(timeout=60)
+        notes.append(f"{len(items)} labels posted; labels-errors/demo.jsonl names line 2")
+    with demo.step("evaluation: ship the prediction log, fire the evaluation schedule (clean traffic)") as notes:
+        lc.flush_logs()
+        lc.wait_idle(timeout=60)
+        [summary] = lc.fire_schedule("EvaluateFunction")
+        result = summary["models"]["digits"]
+        report = _report(lc, result["report"])
+        version = report["versions"][next(iter(report["versions"]))]
+        expect(result["retrain"] is False, f"clean traffic asked for retraining: {result.get('reasons')}")
+        notes.append(
+            f"{version['labelled']} labelled, accuracy {version['metrics']['accuracy']:.4f}, "
+            f"drifted features {version['drift'].get('drifted_features', '?')}, no retraining"
+        )
+    with demo.step("evaluation: drifted traffic (noise, faded contrast, thicker strokes), fire again") as notes:
+        drifted = corrupt(x[:300], 0.6, np.random.default_rng(3))
+        for start in range(0, 300, 100):
+            body = {
+                "instances": [{"key": f"drift-{i:04d}", "x": drifted[i].tolist()} for i in range(start, start + 100)]
+            }
+            status, out = http(lc.api_url, "POST", "/v1/models/digits:predict", json.dumps(body))
+            expect(status == 200, f"{status} {out}")
+        status, out = http(
+            lc.api_url,
+            "POST",
+            "/v1/labels",
+            json.dumps([{"key": f"drift-{i:04d}", "label": str(int(y[i]))} for i in range(300)]),
+        )
+        expect(status == 200, f"{status} {out}")
+        lc.flush_logs()
+        lc.wait_idle(timeout=60)
+        [summary] = lc.fire_schedule("EvaluateFunction")
+        result = summary["models"]["digits"]
+        expect(result["retrain"] is True, f"drift was not detected: {result}")
+        print(f"      RetrainRequested ({result['trigger']}): {'; '.join(result['reasons'])}")
+        local = _save_report(lc, result["report"])
+        notes.append(f"report: {result['report']} (copy: {local})")
+
+
+def _report(lc: LocalCloud, uri: str) -> dict[str, Any]:
+    key = uri.split("/", 3)[3].replace(".html", ".json")
+    return json.loads(lc.client("s3").get_object(Bucket=lc.name("DataBucket"), Key=key)["Body"].read())
+
+
+def _save_report(lc: LocalCloud, uri: str) -> Path:
+    """moto keeps objects in memory: copy the HTML report next to the demo's state so a person can open it."""
+    key = uri.split("/", 3)[3]
+    local = lc.state_dir / "reports" / key.replace("/", "_")
+    local.parent.mkdir(parents=True, exist_ok=True)
+    local.write_bytes(lc.client("s3").get_object(Bucket=lc.name("DataBucket"), Key=key)["Body"].read())
+    return local
+
+
+def two_phase(demo: Demo, lc: LocalCloud, x: Any, y: Any) -> None:
+    """The edge client on a stream; the cloud goes offline halfway, comes back, the queue is flushed."""
+    from liteserve_edge import fetch_model
+    from liteserve_edge.demo import run_stream
+
+    with demo.step("two-phase: edge model on a stream, cloud offline halfway, back, flush") as notes:
+        edge_dir = fetch_model(lc.api_url, "digits-edge", lc.state_dir / "device" / "digits-edge")
+        status, cloud_manifest = http(lc.api_url, "GET", "/v1/models/digits-cloud/artifact/manifest")
+        expect(status == 200, f"{status} {cloud_manifest}")
+        queue = lc.state_dir / "device" / "queue.sqlite"
+        queue.unlink(missing_ok=True)
+        instances = [{"key": f"dev-{i:03d}", "x": x[i].tolist()} for i in range(len(x))]
+        summary = run_stream(
+            lc.api_url,
+            edge_dir,
+            instances,
+            go_offline=lc.stop_api,
+            go_online=lc.start_api,
+            queue_path=queue,
+            labels={f"dev-{i:03d}": int(y[i]) for i in range(len(x))},
+            cloud_manifest=cloud_manifest,
+            emit=lambda line: print(f"      {line}"),
+        )
+        expect(lc.gateway is not None, "the API did not come back")
+        notes.append(", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict | list))[:200])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     print("starting the local cloud (moto server, resources from the template, functions, HTTP API) ...", flush=True)
     try:
         lc = LocalCloud(
-            args.template, state_dir=args.state_dir, api_port=args.api_port, moto_port=args.moto_port, schedules=False
+            args.template,
+            state_dir=args.state_dir,
+            api_port=args.api_port,
+            moto_port=args.moto_port,
+            schedules=False,
+            log_subscriptions=True,
+            parameters={"ShardBytes": "1048576"},  # ~7 shards for the demo's 20 000 rows, to watch them fan out
         ).start()
     except Exception as exc:
         print(f"error: the local cloud did not start: {exc}", file=sys.stderr)
