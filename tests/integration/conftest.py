@@ -14,6 +14,7 @@ import pytest
 from localcloud import LocalCloud
 
 FIXTURES = Path(__file__).parent / "fixtures"
+PROJECT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 T = TypeVar("T")
 
 pytestmark = pytest.mark.integration
@@ -42,6 +43,24 @@ def cloud(cloud_session: LocalCloud) -> Iterator[LocalCloud]:
     yield cloud_session
     with contextlib.suppress(TimeoutError):  # let stray retries finish: they must not leak into the next test
         cloud_session.wait_idle(timeout=20)
+
+
+@contextlib.contextmanager
+def project_cloud(
+    tmp_path_factory: pytest.TempPathFactory, name: str, parameters: dict[str, str] | None = None, **options: Any
+) -> Iterator[LocalCloud]:
+    """The project's own template.yaml running locally on free ports, schedules only on demand."""
+    with LocalCloud(
+        PROJECT_TEMPLATE,
+        state_dir=tmp_path_factory.mktemp(name),
+        moto_port=0,
+        api_port=0,
+        schedules=False,
+        concurrency=2,
+        parameters=parameters,
+        **options,
+    ) as lc:
+        yield lc
 
 
 def wait_for(probe: Callable[[], T], timeout: float = 20, interval: float = 0.1) -> T:

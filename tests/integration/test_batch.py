@@ -9,16 +9,14 @@ import random
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import orjson
 import pytest
 
 from localcloud import LocalCloud
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import project_cloud, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 # Small shards so a few thousand rows fan out; short timeouts so redrive to the DLQ happens within a test.
 PARAMETERS = {"ShardBytes": "65536", "WorkerTimeout": "10", "ShardVisibilityTimeout": "12", "ShardMaxReceiveCount": "2"}
@@ -26,15 +24,7 @@ PARAMETERS = {"ShardBytes": "65536", "WorkerTimeout": "10", "ShardVisibilityTime
 
 @pytest.fixture(scope="module")
 def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud(
-        ROOT / "template.yaml",
-        state_dir=tmp_path_factory.mktemp("lc-batch"),
-        moto_port=0,
-        api_port=0,
-        schedules=False,
-        concurrency=2,
-        parameters=PARAMETERS,
-    ) as cloud:
+    with project_cloud(tmp_path_factory, "lc-batch", PARAMETERS) as cloud:
         yield cloud
 
 
@@ -49,15 +39,7 @@ def cloud(lc: LocalCloud) -> Iterator[LocalCloud]:
 def tolerant(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     """Like `lc`, with more deliveries per shard: the test that peeks at shard messages adds receives of its own."""
     params = {**PARAMETERS, "ShardMaxReceiveCount": "6"}
-    with LocalCloud(
-        ROOT / "template.yaml",
-        state_dir=tmp_path_factory.mktemp("lc-batch-6"),
-        moto_port=0,
-        api_port=0,
-        schedules=False,
-        concurrency=2,
-        parameters=params,
-    ) as cloud:
+    with project_cloud(tmp_path_factory, "lc-batch-6", params) as cloud:
         yield cloud
 
 

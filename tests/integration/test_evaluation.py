@@ -11,7 +11,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import orjson
@@ -20,9 +19,8 @@ from liteserve.evaluation.logship import matches
 from liteserve.evaluation.scenario import corrupt
 
 from localcloud import LocalCloud
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import project_cloud, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 MIN_LABELLED = 200
 POLICY = {"min_labelled": MIN_LABELLED, "cooldown_hours": 24}
@@ -31,16 +29,7 @@ PARAMETERS = {"RetrainPolicy": json.dumps(POLICY), "ShardBytes": "65536"}
 
 @pytest.fixture(scope="module")
 def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud(
-        ROOT / "template.yaml",
-        state_dir=tmp_path_factory.mktemp("lc-eval"),
-        moto_port=0,
-        api_port=0,
-        schedules=False,
-        concurrency=2,
-        parameters=PARAMETERS,
-        log_subscriptions=True,
-    ) as cloud:
+    with project_cloud(tmp_path_factory, "lc-eval", PARAMETERS, log_subscriptions=True) as cloud:
         yield cloud
 
 

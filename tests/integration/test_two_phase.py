@@ -15,6 +15,7 @@ import pytest
 from liteserve_edge import ChecksumMismatch, EdgeModel, TwoPhaseClient, fetch_model
 
 from localcloud import LocalCloud
+from tests.integration.conftest import project_cloud
 
 pytestmark = pytest.mark.integration
 
@@ -25,14 +26,7 @@ THRESHOLD = 0.97
 @pytest.fixture(scope="module")
 def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     """The project's own template running locally on free ports (the conftest's cloud runs a fixture template)."""
-    with LocalCloud(
-        ROOT / "template.yaml",
-        state_dir=tmp_path_factory.mktemp("localcloud-two-phase"),
-        moto_port=0,
-        api_port=0,
-        schedules=False,
-        concurrency=2,
-    ) as cloud:
+    with project_cloud(tmp_path_factory, "localcloud-two-phase") as cloud:
         yield cloud
 
 
