@@ -31,8 +31,14 @@ from training.data import load_xy  # noqa: E402
 SHARD_BYTES = 4 * 1024 * 1024  # the template's default
 # us-east-1 list prices (2026): Lambda x86 per GB-s and per request, SQS standard per request,
 # S3 standard per PUT and per GET, API Gateway HTTP API per request (first 300 M).
-PRICE = {"lambda_gb_s": 0.0000166667, "lambda_request": 0.20e-6, "sqs_request": 0.40e-6, "s3_put": 0.005e-3,
-         "s3_get": 0.0004e-3, "http_api_request": 1.00e-6}
+PRICE = {
+    "lambda_gb_s": 0.0000166667,
+    "lambda_request": 0.20e-6,
+    "sqs_request": 0.40e-6,
+    "s3_put": 0.005e-3,
+    "s3_get": 0.0004e-3,
+    "http_api_request": 1.00e-6,
+}
 
 
 def make_file(rows: int) -> bytes:
@@ -71,8 +77,15 @@ def local_limit(path: Path, out_path: Path, rows: int) -> dict:
 def through_local_cloud(body: bytes, rows: int, workers: int, state: Path) -> dict:
     """Drop the file into the local cloud and wait for _SUCCESS."""
     params = {"WorkerMaxConcurrency": str(max(2, workers)), "WorkerTimeout": "900", "ShardVisibilityTimeout": "5400"}
-    with LocalCloud(ROOT / "template.yaml", state_dir=state, moto_port=0, api_port=0, schedules=False,
-                    concurrency=workers, parameters=params) as lc:
+    with LocalCloud(
+        ROOT / "template.yaml",
+        state_dir=state,
+        moto_port=0,
+        api_port=0,
+        schedules=False,
+        concurrency=workers,
+        parameters=params,
+    ) as lc:
         s3, bucket = lc.client("s3"), lc.name("DataBucket")
         started = time.perf_counter()
         s3.put_object(Bucket=bucket, Key="incoming/bench.jsonl", Body=body)
@@ -87,9 +100,14 @@ def through_local_cloud(body: bytes, rows: int, workers: int, state: Path) -> di
         log = (state / "logs" / "BatchWorkerFunction.log").read_text()
     assert manifest["counts"]["rows_predicted"] == rows, manifest["counts"]
     peak = max(int(m) for m in re.findall(r"Max Memory Used: (\d+) MB", log))
-    return {"seconds": round(seconds, 2), "upload_seconds": round(uploaded - started, 2),
-            "rows_per_s": round(rows / seconds), "shards": manifest["shards"]["total"],
-            "worker_seconds": manifest["timings"]["worker_seconds"], "worker_peak_rss_mb": peak}
+    return {
+        "seconds": round(seconds, 2),
+        "upload_seconds": round(uploaded - started, 2),
+        "rows_per_s": round(rows / seconds),
+        "shards": manifest["shards"]["total"],
+        "worker_seconds": manifest["timings"]["worker_seconds"],
+        "worker_peak_rss_mb": peak,
+    }
 
 
 def cost_per_million(run: dict, rows: int, online_p50_ms: float) -> dict:
@@ -110,10 +128,14 @@ def cost_per_million(run: dict, rows: int, online_p50_ms: float) -> dict:
         "lambda_compute": 1_000_000 * billed_ms / 1000 * 0.5 * PRICE["lambda_gb_s"],  # 512 MB, one instance/request
     }
     total_batch, total_online = sum(batch.values()), sum(online.values())
-    return {"batch_usd": round(total_batch, 4), "online_usd": round(total_online, 4),
-            "online_over_batch": round(total_online / total_batch, 1),
-            "batch_breakdown": {k: round(v, 5) for k, v in batch.items()},
-            "online_breakdown": {k: round(v, 5) for k, v in online.items()}, "goal_ratio_min": 20}
+    return {
+        "batch_usd": round(total_batch, 4),
+        "online_usd": round(total_online, 4),
+        "online_over_batch": round(total_online / total_batch, 1),
+        "batch_breakdown": {k: round(v, 5) for k, v in batch.items()},
+        "online_breakdown": {k: round(v, 5) for k, v in online.items()},
+        "goal_ratio_min": 20,
+    }
 
 
 def main(rows: int) -> dict:
