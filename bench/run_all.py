@@ -9,7 +9,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # Cheap, in-process ones first; the local-cloud ones start their own cloud.
-ORDER = ["cold_start.py", "warm.py", "predlog.py", "batch.py", "two_phase.py"]
+ORDER = ["cold_start.py", "warm.py", "predlog.py", "batch.py", "two_phase.py", "load.py"]
 
 
 def main() -> int:

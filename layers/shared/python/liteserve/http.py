@@ -15,6 +15,7 @@ _JSON_HEADERS = {"content-type": "application/json"}
 _DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 # curl -d sends form-urlencoded by default; TF Serving ignores the content type, so we accept it as JSON too.
 _JSON_TYPES = ("application/json", "application/x-www-form-urlencoded", "text/plain")
+_REPLACEMENT = "\ufffd".encode()
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,10 @@ class Request:
             raise UnsupportedMediaType(f"content-type '{ctype}' is not supported; send application/json")
         if not self.body or self.body.isspace():
             raise BadRequest("request body is empty; send a JSON object")
+        if _REPLACEMENT in self.body:
+            # API Gateway hands text bodies over decoded, with every invalid UTF-8 byte replaced by U+FFFD: keys and
+            # values would silently change. A client that means U+FFFD can send the escape \ufffd.
+            raise BadRequest("body is not valid UTF-8 (invalid bytes arrive as U+FFFD); send UTF-8 JSON")
         try:
             doc = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:

@@ -88,6 +88,7 @@ class PredictService:
             ("GET", re.compile(rf"/v2/models/{_NAME}{_VERSION}/ready"), self._v2_model_ready),
             ("GET", re.compile(rf"/v2/models/{_NAME}{_VERSION}"), self._v2_model),
             ("POST", re.compile(rf"/v2/models/{_NAME}{_VERSION}/infer"), self._v2_infer),
+            ("GET", re.compile(r"/openapi\.json"), self._openapi),
         ]
 
     def handle(self, request: Request) -> Result:
@@ -145,6 +146,12 @@ class PredictService:
 
     def _artifact_manifest(self, request: Request, name: str, version: str | None) -> Result:
         return Result(200, self._model(name, version).manifest.raw)
+
+    def _openapi(self, request: Request) -> Result:
+        from liteserve import openapi  # only this route needs it: keep it out of the cold start
+
+        doc = openapi.document(self.models, max_instances=self.config.max_instances, key_field=self.config.key_field)
+        return Result(200, doc)
 
     # Open Inference Protocol V2
     def _v2_server(self, request: Request) -> Result:

@@ -17,10 +17,12 @@ import orjson
 from boto3.dynamodb.conditions import Key as KeyCondition
 
 from liteserve.errors import BadRequest
+from liteserve.protocols import schemas
 
 LABELS_PREFIX = "labels/"
 ERRORS_PREFIX = "labels-errors/"
-MAX_POST_ITEMS = 10_000
+MAX_POST_ITEMS = schemas.MAX_LABELS
+_LABEL_FIELDS = schemas.fields(schemas.LABEL)  # key, label
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ def check_item(item: Any) -> Label:
     """A `{key, label}` object -> Label; ValueError names what is wrong."""
     if not isinstance(item, dict):
         raise ValueError(f"expected an object with 'key' and 'label', got {type(item).__name__}")
-    extra = sorted(item.keys() - {"key", "label"})
+    extra = sorted(item.keys() - _LABEL_FIELDS)
     if extra:
         raise ValueError(f"unknown field(s) {extra}; expected 'key' and 'label'")
     return Label(_value(item.get("key"), "key"), _value(item.get("label"), "label"))

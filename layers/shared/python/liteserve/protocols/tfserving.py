@@ -14,6 +14,7 @@ import numpy as np
 from liteserve.errors import BadRequest, PayloadTooLarge
 from liteserve.keys import Key, check_keys
 from liteserve.manifest import SignatureSpec, TensorSpec
+from liteserve.protocols import schemas
 from liteserve.runtime import Model
 from liteserve.tensors import to_batch
 
@@ -27,7 +28,7 @@ _DT = {
     "bool": "DT_BOOL",
     "object": "DT_STRING",
 }
-_TOP_LEVEL = {"signature_name", "instances", "inputs"}
+_TOP_LEVEL = schemas.fields(schemas.predict_request(max_instances=1))  # signature_name, instances, inputs
 
 
 @dataclass(frozen=True)

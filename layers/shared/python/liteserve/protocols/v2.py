@@ -16,23 +16,14 @@ from liteserve import __version__
 from liteserve.errors import BadRequest, PayloadTooLarge
 from liteserve.keys import Key, check_keys
 from liteserve.manifest import SignatureSpec, TensorSpec
+from liteserve.protocols import schemas
+from liteserve.protocols.schemas import DATATYPES
 from liteserve.runtime import Model
 from liteserve.tensors import from_flat
 
-DATATYPES = {
-    "float32": "FP32",
-    "float64": "FP64",
-    "float16": "FP16",
-    "int8": "INT8",
-    "int16": "INT16",
-    "int32": "INT32",
-    "int64": "INT64",
-    "uint8": "UINT8",
-    "bool": "BOOL",
-    "object": "BYTES",
-}
-_REQUEST_FIELDS = {"id", "parameters", "inputs", "outputs"}
-_INPUT_FIELDS = {"name", "shape", "datatype", "parameters", "data"}
+_REQUEST_FIELDS = schemas.fields(schemas.INFER_REQUEST)
+_INPUT_FIELDS = schemas.fields(schemas.INFER_TENSOR)
+_INPUT_REQUIRED = schemas.required(schemas.INFER_TENSOR)
 
 
 @dataclass(frozen=True)
@@ -57,7 +48,8 @@ def decode_infer(doc: Any, model: Model, *, key_field: str, max_instances: int, 
     request_id = doc.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise BadRequest("'id' must be a string")
-    parameters = doc.get("parameters") or {}
+    parameters = doc.get("parameters")
+    parameters = {} if parameters is None else parameters
     if not isinstance(parameters, dict):
         raise BadRequest("'parameters' must be an object")
     signature_name = parameters.get("signature_name")
@@ -70,12 +62,14 @@ def decode_infer(doc: Any, model: Model, *, key_field: str, max_instances: int, 
     inputs: dict[str, np.ndarray] = {}
     keys: list[Key] | None = None
     for index, tensor in enumerate(tensors):
-        if not isinstance(tensor, dict) or not {"name", "shape", "datatype", "data"} <= tensor.keys():
+        if not isinstance(tensor, dict) or not tensor.keys() >= _INPUT_REQUIRED:
             raise BadRequest(f"inputs[{index}]: a tensor needs 'name', 'shape', 'datatype' and 'data'")
         extra = sorted(tensor.keys() - _INPUT_FIELDS)
         if extra:
             raise BadRequest(f"inputs[{index}]: unknown field(s) {extra}")
         name = tensor["name"]
+        if not isinstance(name, str):
+            raise BadRequest(f"inputs[{index}]: 'name' must be a string, got {type(name).__name__}")
         if name in inputs or (name == key_field and keys is not None):
             raise BadRequest(f"inputs[{index}]: input '{name}' given twice")
         if name == key_field and name not in sig.inputs:
