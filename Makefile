@@ -12,7 +12,7 @@ export SAM_CLI_TELEMETRY := 0
 MODEL_NAMES := digits digits-edge digits-cloud
 MODEL_FILES := $(foreach m,$(MODEL_NAMES),layers/model/models/$(m)/model.tflite layers/model/models/$(m)/manifest.json)
 
-.PHONY: help venv sam-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench clean
+.PHONY: help venv sam-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench load openapi clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -85,8 +85,14 @@ logs: venv ## follow every function's logs of the local cloud
 demo: venv $(MODEL_FILES) ## the end-to-end story on the embedded default
 	$(BIN)/python -m localcloud.demo
 
-bench: venv $(MODEL_FILES) ## run every benchmark in bench/
+bench: venv $(MODEL_FILES) ## run every benchmark in bench/ (writes bench/results.json)
 	$(BIN)/python bench/run_all.py
+
+load: venv $(MODEL_FILES) ## load test of the local HTTP API: 60 s at concurrency 16 (LOAD_SECONDS=20 for less)
+	$(BIN)/python bench/load.py --seconds $(or $(LOAD_SECONDS),60)
+
+openapi: venv ## regenerate openapi.json from the core's schemas
+	PYTHONPATH=layers/shared/python LITESERVE_MODEL_ROOT=layers/model/models $(BIN)/python -m liteserve.openapi > openapi.json
 
 clean: ## remove build output and local state (keeps venvs)
 	rm -rf .aws-sam .localcloud
