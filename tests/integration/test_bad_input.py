@@ -7,13 +7,12 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from localcloud import LocalCloud
+from tests.integration.conftest import project_cloud
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024
 ROUTES = ["/v1/models/digits:predict", "/v2/models/digits/infer", "/v1/labels"]
@@ -21,13 +20,7 @@ ROUTES = ["/v1/models/digits:predict", "/v2/models/digits/infer", "/v1/labels"]
 
 @pytest.fixture(scope="module")
 def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud(
-        ROOT / "template.yaml",
-        state_dir=tmp_path_factory.mktemp("lc-bad-input"),
-        moto_port=0,
-        api_port=0,
-        schedules=False,
-    ) as cloud:
+    with project_cloud(tmp_path_factory, "lc-bad-input") as cloud:
         yield cloud
 
 

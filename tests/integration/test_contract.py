@@ -21,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from localcloud import LocalCloud
+from tests.integration.conftest import project_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,13 +34,7 @@ MIN_REQUESTS = 2000
 
 @pytest.fixture(scope="module")
 def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
-    with LocalCloud(
-        ROOT / "template.yaml",
-        state_dir=tmp_path_factory.mktemp("lc-contract"),
-        moto_port=0,
-        api_port=0,
-        schedules=False,
-    ) as cloud:
+    with project_cloud(tmp_path_factory, "lc-contract") as cloud:
         yield cloud
 
 
