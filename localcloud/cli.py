@@ -383,6 +383,18 @@ class _UsageError(Exception):
     pass
 
 
+class _NotRunning(Exception):
+    pass
+
+
+def _require_running(args: argparse.Namespace) -> dict[str, Any]:
+    """The running daemon's info; verbs that need the daemon stop here (exit 1) when there is none."""
+    info = _running(args)
+    if not info:
+        raise _NotRunning
+    return info
+
+
 def cmd_invoke(args: argparse.Namespace) -> int:
     """Invoke a function once with an event file; print its JSON result."""
     event = _read_event(args.event) if args.event else {}
@@ -442,10 +454,7 @@ def _standalone_invoke(args: argparse.Namespace, event: Any) -> dict[str, Any]:
 
 def cmd_fire_schedule(args: argparse.Namespace) -> int:
     """Fire a schedule now (needs a running local cloud)."""
-    info = _running(args)
-    if not info:
-        print("error: local cloud not running (`localcloud up`)", file=sys.stderr)
-        return 1
+    info = _require_running(args)
     reply = _control(info, "POST", f"/fire/{args.name}")
     if not reply["ok"]:
         print(f"error: {reply['error'].get('errorType', '')}: {reply['error'].get('errorMessage')}", file=sys.stderr)
@@ -456,10 +465,7 @@ def cmd_fire_schedule(args: argparse.Namespace) -> int:
 
 def cmd_start_build(args: argparse.Namespace) -> int:
     """Run a CodeBuild project of the template now (needs a running local cloud)."""
-    info = _running(args)
-    if not info:
-        print("error: local cloud not running (`localcloud up`)", file=sys.stderr)
-        return 1
+    info = _require_running(args)
     env = {}
     for kv in args.env:
         if "=" not in kv:
@@ -476,20 +482,14 @@ def cmd_start_build(args: argparse.Namespace) -> int:
 
 def cmd_flush_logs(args: argparse.Namespace) -> int:
     """Deliver the pending subscribed log lines now."""
-    info = _running(args)
-    if not info:
-        print("error: local cloud not running", file=sys.stderr)
-        return 1
+    info = _require_running(args)
     print(f"{_control(info, 'POST', '/flush-logs')['result']} object(s) written")
     return 0
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
     """Wipe moto and provision the template again."""
-    info = _running(args)
-    if not info:
-        print("error: local cloud not running", file=sys.stderr)
-        return 1
+    info = _require_running(args)
     _control(info, "POST", "/reset")
     print("reset: moto wiped, resources provisioned again from the template, warm containers discarded")
     return 0
@@ -617,6 +617,9 @@ def main(argv: list[str] | None = None) -> int:
     except _UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except _NotRunning:
+        print("error: local cloud not running (`localcloud up`)", file=sys.stderr)
+        return 1
     except BrokenPipeError:  # e.g. `localcloud translate | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
