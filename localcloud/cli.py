@@ -47,14 +47,19 @@ def _common() -> argparse.ArgumentParser:
     return p
 
 
-def _params(args: argparse.Namespace) -> dict[str, str]:
+def _key_values(items: list[str], option: str) -> dict[str, str]:
+    """`KEY=VALUE` arguments as a dict; anything else is a usage error naming the option."""
     out = {}
-    for kv in args.parameter_overrides:
+    for kv in items:
         if "=" not in kv:
-            raise SystemExit(f"error: --parameter-overrides expects KEY=VALUE, got {kv!r}")
+            raise _UsageError(f"{option} expects KEY=VALUE, got {kv!r}")
         k, v = kv.split("=", 1)
         out[k] = v
     return out
+
+
+def _params(args: argparse.Namespace) -> dict[str, str]:
+    return _key_values(args.parameter_overrides, "--parameter-overrides")
 
 
 def _paths(args: argparse.Namespace) -> dict[str, Path]:
@@ -466,13 +471,7 @@ def cmd_fire_schedule(args: argparse.Namespace) -> int:
 def cmd_start_build(args: argparse.Namespace) -> int:
     """Run a CodeBuild project of the template now (needs a running local cloud)."""
     info = _require_running(args)
-    env = {}
-    for kv in args.env:
-        if "=" not in kv:
-            raise _UsageError(f"--env expects NAME=VALUE, got {kv!r}")
-        k, v = kv.split("=", 1)
-        env[k] = v
-    reply = _control(info, "POST", f"/build/{args.project}", env)
+    reply = _control(info, "POST", f"/build/{args.project}", _key_values(args.env, "--env"))
     if not reply["ok"]:
         print(f"error: {reply['error'].get('errorMessage')}", file=sys.stderr)
         return EXIT_USAGE if reply["error"].get("errorType") == "ResourceNotFound" else 1
