@@ -17,6 +17,7 @@ from liteserve.evaluation.policy import RetrainPolicy
 from liteserve.evaluation.records import Signatures, batch_object, read_object
 from liteserve.evaluation.report import render_html
 from liteserve.evaluation.scenario import Scenario, generate, write
+from liteserve.promotion.decide import Verdict
 from moto import mock_aws
 
 from tests.support import MODEL_ROOT
@@ -295,3 +296,65 @@ def test_group_skips_other_signatures_and_tolerates_unlabelled_keys():
     assert result["predictions"] == 2
     assert result["labelled"] == 1
     assert result["metrics"]["accuracy"] == 1.0
+
+
+class RecordingPromoter:
+    """Stands in for liteserve.promotion.service.Promoter: records the scores the evaluator hands over."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+
+    def review(self, model: str, scores: dict) -> Verdict:
+        self.calls.append((model, scores))
+        return Verdict("wait", ["recorded"])
+
+
+def test_a_running_canary_is_reviewed_on_what_each_version_served_since_it_started(aws, models, digits):
+    """Drifted traffic served by primary 1 and canary 2: the evaluator judges each version against its own manifest
+    (2's from the registry), hands both versions' numbers since the canary started to the promoter, follows the live
+    primary for the decision and requests no retraining while the canary runs."""
+    sqs, url = aws
+    s3 = boto3.client("s3")
+    x, y = digits
+    scenario = Scenario(start="2026-11-28", days=2, per_day=400, drift_start=1, ramp_days=1)
+    day = generate(x, y, scenario)[1]
+    model = models.get("digits")
+    out = model.predict("serving_default", {"x": day["x"]})
+    keys = day["keys"]
+    half = len(keys) // 2
+    for version, sl, t in (("1", slice(0, half), T0 + 30), ("2", slice(half, None), T0 + 40)):
+        part = {k: v[sl] for k, v in out.items()}
+        name, body = batch_object(
+            f"j{version}", 0, t, "digits", version, "serving_default", keys[sl], day["x"][sl], part
+        )
+        s3.put_object(Bucket="data", Key=name, Body=body)
+    manifest = orjson.loads((MODEL_ROOT / "digits" / "manifest.json").read_bytes())
+    manifest["version"] = "2"
+    manifest["metrics"]["int8"]["accuracy"] = 0.5  # a distinct reference the report must show for version 2
+    s3.put_object(Bucket="data", Key="models/digits/2/manifest.json", Body=orjson.dumps(manifest))
+    live = {
+        "primary": {"model_version": "1", "function_version": "1"},
+        "canary": {"model_version": "2", "function_version": "2", "weight": 0.5, "since": T0 + 35},
+    }
+    s3.put_object(Bucket="data", Key="models/digits/live.json", Body=orjson.dumps(live))
+    lab.LabelStore("labels").put_many(
+        [lab.Label(k, str(int(v))) for k, v in zip(keys, day["y"], strict=True)], "test", now=T0 + 60
+    )
+    config = EvaluationConfig(bucket="data", labels_table="labels", state_table="evals", model_root=str(MODEL_ROOT))
+    promoter = RecordingPromoter()
+    result = Evaluator(config, RetrainPolicy(min_labelled=100), promoter=promoter).run(T0 + 120, now=T0 + 120)
+    summary = result["models"]["digits"]
+    [(model_name, scores)] = promoter.calls
+    assert model_name == "digits"
+    assert scores["1"] is None  # the primary's records predate the canary
+    assert scores["2"]["labelled"] == len(keys) - half
+    assert summary["canary"]["verdict"]["action"] == "wait"
+    assert summary["retrain"] is True and summary["trigger"] is None  # drift, but the canary's outcome comes first
+    assert sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []) == []
+    report = orjson.loads(
+        s3.get_object(Bucket="data", Key=summary["report"][10:].replace(".html", ".json"))["Body"].read()
+    )
+    assert report["versions"]["2"]["baseline_accuracy"] == 0.5 and report["versions"]["1"]["baseline_accuracy"] > 0.9
+    assert report["trigger"] == {"outcome": "canary running"}
+    html = s3.get_object(Bucket="data", Key=summary["report"][10:])["Body"].read().decode()
+    assert "Canary: version 2 at 50% of traffic" in html

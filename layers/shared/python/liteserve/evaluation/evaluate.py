@@ -27,6 +27,8 @@ from liteserve.evaluation.policy import Decision, RetrainPolicy, decide
 from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, read_object
 from liteserve.evaluation.report import render_html
 from liteserve.manifest import Manifest
+from liteserve.promotion.registry import Registry
+from liteserve.promotion.service import Promoter
 
 RESEND_AFTER_S = 900  # a claimed window whose event was never marked sent is re-sent by a later run after this
 
@@ -234,7 +236,9 @@ class DecisionStore:
 class Evaluator:
     """The evaluate step bound to its adapters."""
 
-    def __init__(self, config: EvaluationConfig, policy: RetrainPolicy | None = None) -> None:
+    def __init__(
+        self, config: EvaluationConfig, policy: RetrainPolicy | None = None, promoter: Promoter | None = None
+    ) -> None:
         self.config = config
         self.policy = policy or RetrainPolicy.from_env()
         self.signatures = Signatures(config.model_root)
@@ -242,6 +246,15 @@ class Evaluator:
         self.labels = LabelStore(config.labels_table)
         self.decisions = DecisionStore(config.state_table)
         self.bus = EventBus(config.event_bus, source="liteserve.evaluation")
+        self.registry = Registry(self.store)
+        self.promoter = promoter
+
+    def reference(self, model: str, version: str, layer: Manifest) -> Manifest:
+        """The manifest a version is judged against: the layer's when it is that version, else the registry's
+        (a retrained version: its own validation accuracy and training statistics), else the layer's."""
+        if version == layer.version:
+            return layer
+        return self.registry.manifest(model, version) or layer
 
     def load_predictions(self, window: Window) -> tuple[list[dict[str, Any]], int]:
         """Records made in the window, from the hour folders around it (Firehose files a record by arrival)."""
@@ -289,12 +302,18 @@ class Evaluator:
         bad: int,
         now: float,
     ) -> dict[str, Any]:
-        results = {v: evaluate_group(recs, labels, manifest, self.policy) for v, recs in sorted(versions.items())}
-        # The decision follows the version the model layer serves; else the version with the most predictions.
-        current = manifest.version
+        results = {
+            v: evaluate_group(recs, labels, self.reference(model, v, manifest), self.policy)
+            for v, recs in sorted(versions.items())
+        }
+        # The decision follows the live primary (the registry's routing record, else the version the model layer
+        # serves); when it served nothing in the window, the version with the most predictions.
+        live = self.registry.live(model)
+        current = str(live["primary"]["model_version"]) if live else manifest.version
         if current not in results:
             current = max(results, key=lambda v: results[v]["predictions"])
         decision = Decision(**results[current]["decision"])
+        canary = self._review_canary(model, live, versions, labels, manifest)
         prefix = f"reports/{model}/{window.id}/"
         report: dict[str, Any] = {
             "model": model,
@@ -312,8 +331,13 @@ class Evaluator:
             "versions": results,
             "decision": decision.as_dict(),
         }
+        if canary is not None:
+            report["canary"] = canary
         outcome = None
-        if decision.retrain:
+        if decision.retrain and canary is not None:
+            # A candidate is already being judged on this traffic: its outcome, not a new retraining, comes next.
+            report["trigger"] = {"outcome": "canary running"}
+        elif decision.retrain:
             outcome = self.decisions.claim(model, window.id, now, self.policy.cooldown_hours)
             report["trigger"] = {"outcome": outcome}
         history = self._history(model, window, results)
@@ -347,10 +371,37 @@ class Evaluator:
             "retrain": decision.retrain,
             "trigger": outcome,
             "reasons": decision.reasons,
+            "canary": canary,
             "versions": {
                 v: {"labelled": g["labelled"], "accuracy": g["metrics"]["accuracy"]} for v, g in results.items()
             },
         }
+
+    def _review_canary(
+        self,
+        model: str,
+        live: dict[str, Any] | None,
+        versions: dict[str, list],
+        labels: dict[str, str],
+        layer: Manifest,
+    ) -> dict[str, Any] | None:
+        """With a canary running, compare it with the primary on what each served since it started; the promoter
+        then promotes or rolls back. None when no canary runs."""
+        if not live or not live.get("canary"):
+            return None
+        since = float(live["canary"]["since"])
+        scores = {}
+        for v in (str(live["primary"]["model_version"]), str(live["canary"]["model_version"])):
+            recent = [r for r in versions.get(v, []) if (r.get("time") or 0) >= since]
+            g = evaluate_group(recent, labels, self.reference(model, v, layer), self.policy) if recent else None
+            scores[v] = {"labelled": g["labelled"], "accuracy": g["metrics"]["accuracy"]} if g else None
+        out: dict[str, Any] = {"running": live["canary"], "since_canary": scores}
+        if self.promoter is None:
+            out["verdict"] = {"action": "wait", "reasons": ["no promoter configured (LITESERVE_PREDICT_FUNCTION)"]}
+            return out
+        verdict = self.promoter.review(model, scores)
+        out["verdict"] = verdict.as_dict() if verdict else None
+        return out
 
     def _history(self, model: str, window: Window, results: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
         """Accuracy per version over the last reports (and this one), for the report's time series."""

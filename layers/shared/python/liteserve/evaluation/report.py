@@ -144,6 +144,25 @@ def confusion_svg(matrix: list[list[int]], labels: list[str], cell: int = 34) ->
     return "".join(parts)
 
 
+def _canary_html(canary: dict[str, Any] | None) -> list[str]:
+    """The canary section: which version runs at which weight, both versions' numbers since it started, verdict."""
+    if not canary:
+        return []
+    running, verdict = canary["running"], canary.get("verdict") or {}
+    rows = "".join(
+        f"<tr><td class='l'>{escape(v)}</td><td>{(s or {}).get('labelled', 0)}</td>"
+        f"<td>{_fmt((s or {}).get('accuracy'))}</td></tr>"
+        for v, s in canary["since_canary"].items()
+    )
+    return [
+        f"<h2>Canary: version {escape(str(running['model_version']))} at {running['weight']:.0%} of traffic</h2>",
+        f"<p><b>{escape(str(verdict.get('action', '')))}</b>: {escape('; '.join(verdict.get('reasons') or []))}</p>",
+        "<table><tr><th class='l'>version (since the canary started)</th><th>labelled</th><th>accuracy</th></tr>"
+        + rows
+        + "</table>",
+    ]
+
+
 def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float]]]) -> str:
     """The page: verdict, counts, metrics per version, accuracy over time, drift per feature, confusion matrix."""
     model, window, decision = report["model"], report["window"], report["decision"]
@@ -167,6 +186,7 @@ def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float
         + "".join(f'<tr><th class="l">{escape(k)}</th><td>{_fmt(v)}</td></tr>' for k, v in report["counts"].items())
         + "</table>",
     ]
+    out.extend(_canary_html(report.get("canary")))
     versions = report["versions"]
     rows = [
         "<tr><th class='l'>version</th><th>predictions</th><th>labelled</th><th>accuracy</th><th>macro-F1</th>"

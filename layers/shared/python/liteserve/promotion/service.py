@@ -1,0 +1,223 @@
+"""Promotion steps bound to their adapters: the gate run after a retraining, the canary review run after each
+scheduled evaluation, and the manual promote / rollback commands. Every step records its decision and numbers."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+from liteserve.batch.storage import ObjectStore
+from liteserve.promotion.decide import PromotionPolicy, Verdict, accuracy, gate, review_canary
+from liteserve.promotion.deploy import LambdaDeployer, extract_model, replace_model
+from liteserve.promotion.registry import MODEL_FILES, Registry, prefix
+from liteserve.runtime import Model
+
+
+@dataclass(frozen=True)
+class PromotionConfig:
+    """Names from the environment (see template.yaml)."""
+
+    bucket: str
+    function_name: str
+    model_layer: str
+    alias: str = "live"
+
+    @classmethod
+    def from_env(cls) -> PromotionConfig:
+        """LITESERVE_BUCKET, LITESERVE_PREDICT_FUNCTION, LITESERVE_MODEL_LAYER_NAME, LITESERVE_LIVE_ALIAS."""
+        env = os.environ
+        return cls(
+            bucket=env["LITESERVE_BUCKET"],
+            function_name=env["LITESERVE_PREDICT_FUNCTION"],
+            model_layer=env["LITESERVE_MODEL_LAYER_NAME"],
+            alias=env.get("LITESERVE_LIVE_ALIAS", "live"),
+        )
+
+
+def holdout_accuracy(model_dir: Path, x: np.ndarray, labels: list[str]) -> float:
+    """Accuracy of the model in `model_dir` (checksum verified) on labelled rows, through its serving signature."""
+    model = Model(model_dir)
+    index = {name: i for i, name in enumerate(model.manifest.labels)}
+    unknown = sorted({label for label in labels if label not in index})
+    if unknown:
+        raise ValueError(f"holdout labels {unknown[:5]} are not classes of {model.name}")
+    y = np.asarray([index[label] for label in labels])
+    out = model.predict("serving_default", {"x": x})
+    return accuracy(out["class_id"].reshape(-1), y)
+
+
+class Promoter:
+    """Gate, canary, promote and rollback for one model served by one function's `live` alias."""
+
+    def __init__(
+        self,
+        config: PromotionConfig,
+        policy: PromotionPolicy | None = None,
+        deployer: LambdaDeployer | None = None,
+    ) -> None:
+        self.config = config
+        self.policy = policy or PromotionPolicy.from_env()
+        self.registry = Registry(ObjectStore(config.bucket))
+        self.deployer = deployer or LambdaDeployer(config.function_name, config.model_layer, config.alias)
+
+    def _live(self, model: str) -> dict[str, Any]:
+        """The live record, or one describing the template's deployment before any promotion."""
+        record = self.registry.live(model)
+        if record is not None:
+            return record
+        routing = self.deployer.routing()
+        _, layer_zip = self.deployer.model_layer_zip(routing.primary)
+        manifest = extract_model(layer_zip, model)["manifest.json"]
+        return {
+            "primary": {"model_version": str(orjson.loads(manifest)["version"]), "function_version": routing.primary},
+            "canary": None,
+        }
+
+    def gate(self, model: str, version: str) -> Verdict:
+        """Score the candidate and the live primary on the candidate's holdout; start a canary or reject."""
+        live = self._live(model)
+        if live.get("canary"):
+            verdict = Verdict("defer", [f"canary {live['canary']['model_version']} is still under review"])
+            self.registry.record(model, version, {"step": "gate", **verdict.as_dict()})
+            return verdict
+        primary_fv = live["primary"]["function_version"]
+        base_arn, base_zip = self.deployer.model_layer_zip(primary_fv)
+        _, x, labels = self.registry.holdout(model, version)
+        raw = self.registry.manifest_dict(model, version)
+        if raw is None:
+            raise LookupError(f"no candidate {prefix(model, version)}manifest.json")
+        with tempfile.TemporaryDirectory(prefix="liteserve-gate-") as tmp:
+            live_dir = Path(tmp) / "live" / model
+            live_dir.mkdir(parents=True)
+            for name, data in extract_model(base_zip, model).items():
+                (live_dir / name).write_bytes(data)
+            cand_dir = self.registry.download(model, version, Path(tmp) / "candidate")
+            live_acc = holdout_accuracy(live_dir, x, labels)
+            cand_acc = holdout_accuracy(cand_dir, x, labels)
+            files = {name: (cand_dir / name).read_bytes() for name in MODEL_FILES}
+        all_int8 = bool((raw.get("quantization") or {}).get("all_signatures_int8"))
+        verdict = gate(live_acc, cand_acc, len(labels), raw.get("metrics") or {}, all_int8, self.policy)
+        verdict.numbers.update(live_model_version=live["primary"]["model_version"], policy=self.policy.as_dict())
+        if verdict.action == "canary":
+            self._start_canary(model, version, live, base_zip, files, base_arn, self.policy.canary_weight)
+            verdict.numbers["routing"] = self.registry.live(model)
+        self.registry.record(model, version, {"step": "gate", **verdict.as_dict()})
+        return verdict
+
+    def _start_canary(
+        self,
+        model: str,
+        version: str,
+        live: dict[str, Any],
+        base_zip: bytes,
+        files: dict[str, bytes],
+        base_arn: str,
+        weight: float,
+    ) -> None:
+        primary_fv = live["primary"]["function_version"]
+        layer_zip = replace_model(base_zip, model, files)
+        layer_arn = self.deployer.publish_layer(
+            layer_zip, self.config.bucket, prefix(model, version) + "layer.zip", f"{model} {version} (from {base_arn})"
+        )
+        fv = self.deployer.publish_function(primary_fv, layer_arn, f"model {model} version {version}")
+        now = self.deployer.route(primary_fv, fv, weight)
+        self.registry.set_live(
+            model,
+            {
+                "primary": live["primary"],
+                "canary": {
+                    "model_version": version,
+                    "function_version": fv,
+                    "layer": layer_arn,
+                    "weight": now.weights.get(fv, 0.0),
+                    "since": time.time(),
+                },
+            },
+        )
+        self.registry.record(model, version, {"step": "canary", "function_version": fv, "layer": layer_arn})
+
+    def review(self, model: str, since_canary: dict[str, dict[str, Any]]) -> Verdict | None:
+        """Judge the running canary on per-version `{"labelled", "accuracy"}` of predictions made since it started
+        (keyed by model version); promote or roll back. None when no canary runs."""
+        live = self.registry.live(model)
+        if not live or not live.get("canary"):
+            return None
+        canary, primary = live["canary"], live["primary"]
+        verdict = review_canary(
+            since_canary.get(primary["model_version"]), since_canary.get(canary["model_version"]), self.policy
+        )
+        if verdict.action == "promote":
+            self.promote(model, canary["model_version"], reasons=verdict.reasons, numbers=verdict.numbers)
+        elif verdict.action == "rollback":
+            self.rollback(model, reasons=verdict.reasons, numbers=verdict.numbers)
+        return verdict
+
+    def promote(
+        self, model: str, version: str, reasons: list[str] | None = None, numbers: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Send all traffic to `version` (the running canary, or any version promoted before)."""
+        live = self._live(model)
+        known = {live["primary"]["model_version"]: live["primary"]}
+        if live.get("canary"):
+            known[live["canary"]["model_version"]] = live["canary"]
+        for past in live.get("previous") or []:
+            known.setdefault(past["model_version"], past)
+        if version not in known:
+            raise LookupError(f"{model} {version} was never deployed; run the gate (or `promote --canary`) first")
+        target = {k: known[version][k] for k in ("model_version", "function_version")}
+        self.deployer.route(target["function_version"])
+        previous = [p for p in [live["primary"], *(live.get("previous") or [])] if p["model_version"] != version]
+        self.registry.set_live(model, {"primary": target, "canary": None, "previous": previous[:10]})
+        return self.registry.record(
+            model, version, {"step": "promote", "reasons": reasons or ["manual"], "numbers": numbers or {}}
+        )
+
+    def rollback(
+        self, model: str, reasons: list[str] | None = None, numbers: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Stop a running canary (all traffic back to the primary), or, with none running, return to the previous
+        primary."""
+        live = self._live(model)
+        if live.get("canary"):
+            dropped, target, previous = live["canary"], live["primary"], live.get("previous") or []
+        elif live.get("previous"):
+            dropped, target, previous = live["primary"], live["previous"][0], live["previous"][1:]
+        else:
+            raise LookupError(f"{model}: nothing to roll back to")
+        target = {k: target[k] for k in ("model_version", "function_version")}
+        self.deployer.route(target["function_version"])
+        self.registry.set_live(model, {"primary": target, "canary": None, "previous": previous})
+        return self.registry.record(
+            model,
+            dropped["model_version"],
+            {"step": "rollback", "to": target, "reasons": reasons or ["manual"], "numbers": numbers or {}},
+        )
+
+    def canary_manual(self, model: str, version: str, weight: float | None = None) -> dict[str, Any]:
+        """Deploy a registered version as a canary without the gate (manual override; recorded as such)."""
+        live = self._live(model)
+        if live.get("canary"):
+            raise RuntimeError(f"canary {live['canary']['model_version']} is still running: promote or roll back")
+        base_arn, base_zip = self.deployer.model_layer_zip(live["primary"]["function_version"])
+        with tempfile.TemporaryDirectory(prefix="liteserve-canary-") as tmp:
+            cand_dir = self.registry.download(model, version, Path(tmp))
+            Model(cand_dir)  # refuses a file that does not match its manifest checksum
+            files = {name: (cand_dir / name).read_bytes() for name in MODEL_FILES}
+        weight = self.policy.canary_weight if weight is None else weight
+        if not 0 < weight < 1:
+            raise ValueError(f"canary weight {weight} is not in (0, 1)")
+        self._start_canary(model, version, live, base_zip, files, base_arn, weight)
+        self.registry.record(model, version, {"step": "gate", "action": "canary", "reasons": ["manual override"]})
+        return self.registry.live(model) or {}
+
+    def status(self, model: str) -> dict[str, Any]:
+        """The live record and the alias's actual routing."""
+        routing = self.deployer.routing()
+        return {"live": self._live(model), "alias": {"primary": routing.primary, "weights": routing.weights}}
