@@ -113,3 +113,27 @@ def import_predict_handler() -> Any:
     import app  # type: ignore[import-not-found]
 
     return app
+
+
+def create_labels_table(ddb: Any, name: str) -> None:
+    """Create a table shaped like template.yaml's LabelsTable (key hash; by_day index on day + time)."""
+    ddb.create_table(
+        TableName=name,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "key", "AttributeType": "S"},
+            {"AttributeName": "day", "AttributeType": "S"},
+            {"AttributeName": "time", "AttributeType": "N"},
+        ],
+        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by_day",
+                "KeySchema": [
+                    {"AttributeName": "day", "KeyType": "HASH"},
+                    {"AttributeName": "time", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+    )

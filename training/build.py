@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -28,9 +29,11 @@ class QualityError(RuntimeError):
 
 
 def _interpreter(content: bytes) -> Any:
-    try:
+    # LiteRT only when it was loaded before TensorFlow (training.retrain does that): imported after TensorFlow it
+    # fails (both register the same pybind11 types) and the half-loaded module aborts the process at exit.
+    if "ai_edge_litert.interpreter" in sys.modules:
         from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # the training venv has TensorFlow's own interpreter
+    else:
         import tensorflow as tf
 
         Interpreter = tf.lite.Interpreter

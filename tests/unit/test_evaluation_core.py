@@ -20,7 +20,7 @@ from liteserve.evaluation.scenario import Scenario, generate, write
 from liteserve.promotion.decide import Verdict
 from moto import mock_aws
 
-from tests.support import MODEL_ROOT
+from tests.support import MODEL_ROOT, create_labels_table
 
 T0 = 1795835400.0  # 2026-11-28T03:10:00Z
 
@@ -115,26 +115,7 @@ def aws(monkeypatch):
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
         )
-        ddb.create_table(
-            TableName="labels",
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[
-                {"AttributeName": "key", "AttributeType": "S"},
-                {"AttributeName": "day", "AttributeType": "S"},
-                {"AttributeName": "time", "AttributeType": "N"},
-            ],
-            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-            GlobalSecondaryIndexes=[
-                {
-                    "IndexName": "by_day",
-                    "KeySchema": [
-                        {"AttributeName": "day", "KeyType": "HASH"},
-                        {"AttributeName": "time", "KeyType": "RANGE"},
-                    ],
-                    "Projection": {"ProjectionType": "ALL"},
-                }
-            ],
-        )
+        create_labels_table(ddb, "labels")
         boto3.client("s3").create_bucket(Bucket="data")
         sqs = boto3.client("sqs")
         url = sqs.create_queue(QueueName="events")["QueueUrl"]
