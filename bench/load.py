@@ -5,6 +5,8 @@ and the same figures at concurrency 1 measured first in the same process (the ba
     python bench/load.py                      # starts its own local cloud: 60 s at concurrency 16
     python bench/load.py --seconds 20         # shorter
     python bench/load.py --url http://127.0.0.1:3000 --seconds 10 --concurrency 4   # against `make up`
+
+Against `make up` the bearer token comes from LITESERVE_LOCAL_TOKEN, else the local state folder's token file.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import contextlib
 import http.client
 import json
+import os
 import random
 import socket
 import sys
@@ -34,9 +37,10 @@ class Client:
     """One keep-alive HTTP/1.1 connection per thread, as real clients keep them (a new TCP connection per request
     would measure the local server's accept backlog instead of the API); reconnects after a failure."""
 
-    def __init__(self, url: str, timeout: float) -> None:
+    def __init__(self, url: str, timeout: float, headers: dict[str, str]) -> None:
         parts = urlsplit(url)
         self.host, self.port, self.path, self.timeout = parts.hostname, parts.port or 80, parts.path, timeout
+        self.headers = {"content-type": "application/json", **headers}
         self.conn: http.client.HTTPConnection | None = None
 
     def post(self, body: bytes) -> tuple[int, bytes]:
@@ -44,7 +48,7 @@ class Client:
         if self.conn is None:
             self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         try:
-            self.conn.request("POST", self.path, body=body, headers={"content-type": "application/json"})
+            self.conn.request("POST", self.path, body=body, headers=self.headers)
             if hasattr(socket, "TCP_QUICKACK"):
                 # The local gateway writes headers and body in two segments; with Nagle on its side and delayed
                 # ACKs on ours every keep-alive answer would wait ~40 ms. Linux resets quick-ACK mode: set it each time.
@@ -60,8 +64,17 @@ class Client:
 class Run:
     """One load phase: `concurrency` threads until `seconds` pass or `max_requests` are sent, whichever is first."""
 
-    def __init__(self, url: str, width: int, instances: int, seconds: float, max_requests: int, timeout: float):
-        self.url, self.width, self.instances = url, width, instances
+    def __init__(
+        self,
+        url: str,
+        width: int,
+        instances: int,
+        seconds: float,
+        max_requests: int,
+        timeout: float,
+        headers: dict[str, str],
+    ):
+        self.url, self.width, self.instances, self.headers = url, width, instances, headers
         self.deadline_s, self.max_requests, self.timeout = seconds, max_requests, timeout
         self.lock = threading.Lock()
         self.issued = 0
@@ -77,7 +90,7 @@ class Run:
 
     def _worker(self, index: int, stop_at: float) -> None:
         rng = random.Random(index)
-        client = Client(self.url, self.timeout)
+        client = Client(self.url, self.timeout, self.headers)
         n = 0
         while time.monotonic() < stop_at and self._take():
             keys = [f"t{index}-{n}-{i}" for i in range(self.instances)]
@@ -134,21 +147,27 @@ class Run:
 
 
 @contextlib.contextmanager
-def api(url: str | None) -> Iterator[str]:
-    """The given API URL (must be on 127.0.0.1/localhost), or a local cloud of template.yaml started for the run."""
+def api(url: str | None) -> Iterator[tuple[str, dict[str, str]]]:
+    """(base URL, auth header) of the given API (must be on 127.0.0.1/localhost), or of a local cloud of
+    template.yaml started for the run."""
+    sys.path.insert(0, str(ROOT))
+    from localcloud.auth import bearer, read_token
+
     if url:
         if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):
             raise SystemExit(f"refusing to load-test {url}: only the local API on 127.0.0.1")
-        yield url.rstrip("/")
+        token = read_token(os.environ.get("LOCALCLOUD_STATE_DIR") or ROOT / ".localcloud")
+        if not token:
+            raise SystemExit("no API token: set LITESERVE_LOCAL_TOKEN or start the API with `make up`")
+        yield url.rstrip("/"), bearer(token)
         return
-    sys.path.insert(0, str(ROOT))
     from localcloud import LocalCloud
 
     with (
         tempfile.TemporaryDirectory(prefix="liteserve-load-") as state,
         LocalCloud(ROOT / "template.yaml", state_dir=state, moto_port=0, api_port=0, schedules=False) as lc,
     ):
-        yield lc.api_url
+        yield lc.api_url, bearer(lc.token)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -164,17 +183,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--timeout", type=float, default=30.0, help="per request")
     args = parser.parse_args(argv)
 
-    with api(args.url) as base:
-        with urllib.request.urlopen(f"{base}/v2/models/{args.model}", timeout=30) as response:
+    with api(args.url) as (base, headers):
+        request = urllib.request.Request(f"{base}/v2/models/{args.model}", headers=headers)
+        with urllib.request.urlopen(request, timeout=30) as response:
             meta = json.loads(response.read())
         width = int(meta["inputs"][0]["shape"][-1])
         url = f"{base}/v1/models/{args.model}:predict"
+        timeout, most = args.timeout, args.max_requests
         # Warm every container the load phase will use, so cold starts do not count as latency.
-        Run(url, width, args.instances, 3.0, 10 * args.concurrency, args.timeout).go(args.concurrency)
+        Run(url, width, args.instances, 3.0, 10 * args.concurrency, timeout, headers).go(args.concurrency)
         baseline = None
         if args.baseline_seconds > 0:
-            baseline = Run(url, width, args.instances, args.baseline_seconds, args.max_requests, args.timeout).go(1)
-        load = Run(url, width, args.instances, args.seconds, args.max_requests, args.timeout).go(args.concurrency)
+            baseline = Run(url, width, args.instances, args.baseline_seconds, most, timeout, headers).go(1)
+        load = Run(url, width, args.instances, args.seconds, most, timeout, headers).go(args.concurrency)
     result = {
         "load": {
             "target": f"POST /v1/models/{args.model}:predict, {args.instances} keyed instance(s) per request",

@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from localcloud.auth import TOKEN_ENV, new_token, token_path, write_token
+
 EXIT_USAGE = 2
 
 
@@ -121,10 +123,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     paths["logs"].mkdir(parents=True, exist_ok=True)
     paths["info"].unlink(missing_ok=True)
     argv = [sys.executable, "-m", "localcloud.cli", "serve", *_passthrough(args)]
+    # The daemon gets the token through its environment (never argv: `ps` shows that to every user).
+    env = {**os.environ, TOKEN_ENV: _api_token(args)}
     t0 = time.monotonic()
     with open(paths["log"], "ab") as log:
         proc = subprocess.Popen(
-            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env
         )
     while time.monotonic() - t0 < args.wait:
         if proc.poll() is not None:
@@ -178,8 +182,21 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _api_token(args: argparse.Namespace) -> str:
+    """``LITESERVE_LOCAL_TOKEN``, else a new token written to ``<state dir>/token`` (0600) for the clients."""
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        token_path(args.state_dir).unlink(missing_ok=True)  # a file left by an earlier run would now be wrong
+        return token
+    token = new_token()
+    write_token(args.state_dir, token)
+    return token
+
+
 def _print_endpoints(info: dict[str, Any]) -> None:
     print(f"  HTTP API      {info['api_url']}")
+    where = info.get("token_file") or f"${TOKEN_ENV}"
+    print(f"  auth          protected routes need 'Authorization: Bearer <token>', the token in {where}")
     print(f"  AWS endpoint  {info['endpoint_url']}   (export AWS_ENDPOINT_URL={info['endpoint_url']})")
     print(f"  control       {info['control_url']}")
 
@@ -190,6 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     paths = _paths(args)
+    token = os.environ.get(TOKEN_ENV, "").strip() or _api_token(args)  # set by `up`; else a foreground run's own
     cloud = LocalCloud(
         args.template,
         state_dir=args.state_dir,
@@ -203,6 +221,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         time_scale=args.time_scale,
         concurrency=args.concurrency,
         log_subscriptions=not args.no_log_subscriptions,
+        token=token,
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -217,6 +236,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         "control_url": f"http://{args.host}:{control.server_address[1]}",
         "template": str(cloud.template_path),
         "state_dir": str(cloud.state_dir),
+        "token_file": str(token_path(args.state_dir).resolve()) if token_path(args.state_dir).exists() else None,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     paths["pid"].write_text(str(os.getpid()))
@@ -254,6 +274,12 @@ def _control_server(cloud: Any, host: str, port: int) -> ThreadingHTTPServer:
         def do_GET(self) -> None:
             if self.path == "/status":
                 self._reply(200, {"ok": True, "result": cloud.status()})
+            elif self.path.startswith("/env/"):
+                try:
+                    self._reply(200, {"ok": True, "result": cloud.environment(self.path[5:])})
+                except KeyError as exc:
+                    error = {"errorType": "ResourceNotFound", "errorMessage": str(exc.args[0])}
+                    self._reply(404, {"ok": False, "error": error})
             else:
                 self._reply(404, {"ok": False, "error": {"errorMessage": "not found"}})
 
@@ -306,6 +332,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         print("local cloud not running")
         paths["info"].unlink(missing_ok=True)
         paths["pid"].unlink(missing_ok=True)
+        token_path(args.state_dir).unlink(missing_ok=True)
         return 0
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + args.timeout
@@ -320,6 +347,7 @@ def cmd_down(args: argparse.Namespace) -> int:
         os.killpg(pid, signal.SIGKILL)
     paths["info"].unlink(missing_ok=True)
     paths["pid"].unlink(missing_ok=True)
+    token_path(args.state_dir).unlink(missing_ok=True)  # the token dies with the daemon
     print("local cloud stopped")
     return 0
 
@@ -342,6 +370,17 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"  {fn:42s} {f['containers']:>10} {f['busy']:>4} {f['concurrency']:>4}  {f['invocations']:>11}"
             f" {f['errors']:>6} {f['timeouts']:>8} {f['cold_starts']:>4}"
         )
+    aliased = {fn: f for fn, f in st["functions"].items() if f.get("alias")}
+    if aliased:  # localcloud.lambdas: alias routing and each version's layers
+        print("\naliases (version: weight; layers)")
+        for fn, f in aliased.items():
+            a = f["alias"]
+            extra = sum(a["weights"].values())
+            routes = [f"{a['version']}: {1 - extra:g}", *(f"{v}: {w:g}" for v, w in a["weights"].items())]
+            print(f"  {fn}:{a['name']:36s} {', '.join(routes) if a['version'] else 'not read yet'}")
+            for v, d in f["versions"].items():
+                names = ", ".join(arn.split(":layer:")[-1] for arn in d["layers"])
+                print(f"    version {v:>4}  containers {d['containers']:>2}  calls {d['invocations']:>6}  {names}")
     for title, key in (
         ("queues", "queues"),
         ("dead-letter queues", "dlqs"),
@@ -479,6 +518,18 @@ def cmd_start_build(args: argparse.Namespace) -> int:
     return 0 if reply["result"]["status"] == "SUCCEEDED" else 1
 
 
+def cmd_exec(args: argparse.Namespace) -> int:
+    """Run a command with a function's environment from the template (endpoint, names), e.g. the promotion CLI."""
+    info = _require_running(args)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        raise _UsageError("exec: give the command after --, e.g. `localcloud exec EvaluateFunction -- python -V`")
+    reply = _control(info, "GET", f"/env/{args.function}")
+    if not reply["ok"]:
+        raise _UsageError(reply["error"].get("errorMessage"))
+    return subprocess.call(command, env={**os.environ, **reply["result"]})
+
+
 def cmd_flush_logs(args: argparse.Namespace) -> int:
     """Deliver the pending subscribed log lines now."""
     info = _require_running(args)
@@ -594,6 +645,9 @@ def build_parser() -> argparse.ArgumentParser:
         "fire a schedule now: NAME = function logical id, event name, Function.Event or rule name",
     )
     p.add_argument("name")
+    p = verb("exec", cmd_exec, "run a command with FUNCTION's environment: localcloud exec FN -- CMD ARGS...")
+    p.add_argument("function", help="template logical id, e.g. EvaluateFunction")
+    p.add_argument("command", nargs=argparse.REMAINDER)
     verb("flush-logs", cmd_flush_logs, "deliver pending log-subscription lines (logs -> Firehose -> S3) now")
     p = verb("start-build", cmd_start_build, "run a CodeBuild project's buildspec locally now (logical id)")
     p.add_argument("project")

@@ -9,17 +9,20 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import boto3
 
+from localcloud.auth import http_api_auth, new_token
 from localcloud.builds import BuildRunner, default_build_venv, project_specs
 from localcloud.gateway import Gateway, routes_from_functions
+from localcloud.lambdas import AliasRouter, Lambdas
 from localcloud.logship import LogShipper, plan_subscriptions
 from localcloud.provision import provision
-from localcloud.runtime import FunctionPool, base_environment, function_specs
+from localcloud.runtime import FunctionPool, FunctionSpec, base_environment, function_specs
 from localcloud.sources import Sources
 from localcloud.template import Template
 
@@ -53,10 +56,18 @@ def port_free(host: str, port: int) -> bool:
 
 
 class MotoServer:
-    """``python -m moto.server`` in a subprocess (its own process: moto is CPU-heavy and must not share our GIL)."""
+    """moto's server in a subprocess (its own process: moto is CPU-heavy and must not share our GIL), run as
+    ``python -m localcloud.motoserver``: moto.server with the local cloud's patches (Lambda, atomic DynamoDB writes).
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 5000, log_path: Path | None = None) -> None:
-        self.host, self.port, self.log_path = host, port, log_path
+    ``persist_log`` given: every mutating request is logged there and the log is replayed when moto starts again, so
+    its state survives :meth:`restart` (see localcloud/motoserver.py for what is not restored). Recording costs time
+    on every write; it is off unless asked for.
+    """
+
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 5000, log_path: Path | None = None, persist_log: Path | None = None
+    ) -> None:
+        self.host, self.port, self.log_path, self.persist_log = host, port, log_path, persist_log
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,8 +75,8 @@ class MotoServer:
         """The endpoint URL."""
         return f"http://{self.host}:{self.port}"
 
-    def start(self, timeout: float = 30) -> MotoServer:
-        """Start and wait until it serves."""
+    def start(self, timeout: float = 30, *, fresh: bool = True) -> MotoServer:
+        """Start and wait until it serves. ``fresh=False`` (persisting servers only) restores the logged state."""
         if self.port == 0:
             with socket.socket() as s:
                 s.bind((self.host, 0))
@@ -73,8 +84,14 @@ class MotoServer:
         if not port_free(self.host, self.port):
             raise RuntimeError(f"port {self.port} is in use: is a local cloud already running? (`localcloud down`)")
         out = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        persist: list[str] = []
+        if self.persist_log:
+            if fresh:
+                self.persist_log.parent.mkdir(parents=True, exist_ok=True)
+                self.persist_log.write_bytes(b"")
+            persist = ["--log", str(self.persist_log)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)],
+            [sys.executable, "-m", "localcloud.motoserver", *persist, "-H", self.host, "-p", str(self.port)],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -86,9 +103,27 @@ class MotoServer:
             raise
         return self
 
+    def restart(self, timeout: float = 60) -> float:
+        """Fault injection: kill the server (SIGKILL, as a crash) and start it again on the same port.
+
+        Returns the seconds it was unreachable. A persisting server comes back with its state; another comes
+        back empty.
+        """
+        started = time.monotonic()
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.start(timeout, fresh=False)
+        return time.monotonic() - started
+
     def reset(self) -> None:
         """Wipe every resource (moto's reset endpoint)."""
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=30).close()
+        if self.persist_log:  # empty the log first: a write that lands in between is wiped in both places
+            self._post("/moto-api/recorder/reset-recording")
+        self._post("/moto-api/reset")
+
+    def _post(self, path: str) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}{path}", method="POST"), timeout=30).close()
 
     def stop(self) -> None:
         """Terminate the server."""
@@ -125,22 +160,31 @@ class LocalCloud:
         retry_delay: int = 1,
         log_subscriptions: bool = False,
         log_ship_interval: float = 2.0,
+        token: str | None = None,
+        persist: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.region, self.host, self.api_port = region, host, api_port
-        self.moto = None if endpoint_url else MotoServer(host, moto_port, self.state_dir / "logs" / "moto.log")
+        # persist: moto's state survives restart_moto() (a log of its mutating requests, replayed on start)
+        state_log = self.state_dir / "moto-state.jsonl" if persist else None
+        moto_log = self.state_dir / "logs" / "moto.log"
+        self.moto = None if endpoint_url else MotoServer(host, moto_port, moto_log, state_log)
         self._endpoint = endpoint_url
         self.template_path = Path(template)
         self.stack_name, self.parameters = stack_name, parameters or {}
         self.schedules, self.time_scale, self.retry_delay = schedules, time_scale, retry_delay
         self.concurrency = concurrency or default_concurrency()
         self.log_subscriptions, self.log_ship_interval = log_subscriptions, log_ship_interval
+        # Protected routes (localcloud.auth) require `Authorization: Bearer <token>`; one is generated when not given.
+        self.token: str = token or new_token()
         self.logship: LogShipper | None = None
         self.log_notes: list[str] = []
         self.session = boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
         )
-        self.pools: dict[str, FunctionPool] = {}
+        self.pools: dict[str, FunctionPool | AliasRouter] = {}
+        self.specs: dict[str, FunctionSpec] = {}
+        self.lambdas: Lambdas
         self.builds: dict[str, BuildRunner] = {}
         self.gateway: Gateway | None = None
         self._routes: list[Any] = []
@@ -177,14 +221,18 @@ class LocalCloud:
             api_lid = next(iter(self.tpl.of_type("AWS::Serverless::HttpApi")), "ServerlessHttpApi")
             # Bind the port first: functions' environments may reference the API's endpoint.
             self._api_lid = api_lid
-            self.gateway = Gateway([], self.invoke, self.host, self.api_port, self.tpl.api_id(api_lid))
+            self.gateway = Gateway(
+                [], self.invoke, self.host, self.api_port, self.tpl.api_id(api_lid), token=self.token
+            )
             self.tpl.api_url = self.gateway.url
             specs = function_specs(self.tpl)
-            self.gateway.routes = routes_from_functions(specs)
+            self.gateway.routes = routes_from_functions(specs, http_api_auth(self.tpl))
             base = base_environment(self.region, self.endpoint_url)
+            self.specs = specs
+            self.lambdas = Lambdas(self.tpl, self.session, self.endpoint_url, self.state_dir)
             for lid, spec in specs.items():
                 conc = spec.reserved_concurrency if spec.reserved_concurrency is not None else self.concurrency
-                self.pools[lid] = FunctionPool(spec, base, self.state_dir, conc)
+                self.pools[lid] = self.lambdas.pool(spec, base, conc)  # an alias router for AutoPublishAlias
             venv = default_build_venv(self.tpl.base_dir)
             events = self.client("events")
             self.builds = {
@@ -229,7 +277,11 @@ class LocalCloud:
         return self.logship.flush() if self.logship else 0
 
     def _provision(self) -> None:
-        self.not_emulated = provision(self.tpl, self.session, self.endpoint_url)
+        # Layers, functions, versions and aliases in moto's Lambda, alongside the rest (independent; ~free that way).
+        with ThreadPoolExecutor(1) as ex:
+            lambdas = ex.submit(self.lambdas.provision, self.specs)
+            self.not_emulated = provision(self.tpl, self.session, self.endpoint_url)
+            lambdas.result()
         for item in self.not_emulated:
             log.warning("not emulated: %s", item)
         assert self.sources is not None
@@ -245,9 +297,25 @@ class LocalCloud:
                 pool.recycle()
         if self.logship:  # lines logged before the reset belong to the old state
             self.logship.flush()
-        url = f"{self.endpoint_url}/moto-api/reset"
-        urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30).close()
+        if self.moto:
+            self.moto.reset()
+        else:
+            url = f"{self.endpoint_url}/moto-api/reset"
+            urllib.request.urlopen(urllib.request.Request(url, method="POST"), timeout=30).close()
         self._provision()
+
+    def restart_moto(self) -> float:
+        """Fault injection: kill moto (as a crash) and start it again on the same port; returns the downtime (s).
+
+        With ``persist=True`` moto comes back with its state (queued messages are delivered again); without it,
+        everything in moto is lost and the template's resources are provisioned again, empty.
+        """
+        if self.moto is None:
+            raise RuntimeError("moto runs outside this local cloud (endpoint_url): it cannot be restarted from here")
+        down = self.moto.restart()
+        if not self.moto.persist_log:
+            self._provision()
+        return down
 
     def stop(self) -> None:
         """Stop everything this instance started."""
@@ -272,10 +340,35 @@ class LocalCloud:
     # ------------------------------------------------------------------ using it
 
     def invoke(self, function: str, event: Any) -> Any:
-        """Invoke a function (logical id) synchronously; return its result or raise InvocationError."""
-        if function not in self.pools:
-            raise KeyError(f"unknown function {function!r} (known: {', '.join(self.pools)})")
-        return self.pools[function].invoke(event)
+        """Invoke a function synchronously; return its result or raise InvocationError.
+
+        ``function`` is a logical id, optionally qualified: ``Fn:3`` (version), ``Fn:live`` (alias), ``Fn:$LATEST``
+        (the template). Unqualified, a function with ``AutoPublishAlias`` is invoked through its alias, as its event
+        sources are.
+        """
+        name, _, qualifier = function.partition(":")
+        if name not in self.pools:
+            raise KeyError(f"unknown function {name!r} (known: {', '.join(self.pools)})")
+        pool = self.pools[name]
+        if isinstance(pool, AliasRouter):
+            return pool.invoke(event, qualifier=qualifier or None)
+        if qualifier not in ("", "$LATEST"):
+            raise KeyError(f"{name} has no alias or published versions locally (only $LATEST): {qualifier!r}")
+        return pool.invoke(event)
+
+    def environment(self, function: str) -> dict[str, str]:
+        """What a person's command needs to act as ``function`` against this cloud: the function's variables from
+        the template, the AWS endpoint and test credentials, and the shared package on PYTHONPATH."""
+        if function not in self.specs:
+            raise KeyError(f"unknown function {function!r} (known: {', '.join(sorted(self.specs))})")
+        env = {**self.specs[function].env, **base_environment(self.region, self.endpoint_url)}
+        for drop in ("PATH", "HOME", "LANG", "TZ"):  # keep the caller's shell
+            env.pop(drop, None)
+        shared = self.tpl.base_dir / "layers" / "shared" / "python"
+        env["PYTHONPATH"] = str(shared)
+        if env.get("LITESERVE_MODEL_ROOT", "").startswith("/opt/"):
+            env["LITESERVE_MODEL_ROOT"] = str(self.tpl.base_dir / "layers" / "model" / env["LITESERVE_MODEL_ROOT"][5:])
+        return env
 
     def start_build(self, project: str, env: dict[str, str] | None = None) -> dict[str, Any]:
         """Run a CodeBuild project's buildspec now (synchronously); return its id, status and log path."""
@@ -294,7 +387,9 @@ class LocalCloud:
     def start_api(self) -> None:
         """Bring the HTTP API back on the same port after :meth:`stop_api`."""
         if self.gateway is None:
-            self.gateway = Gateway(self._routes, self.invoke, self.host, self.api_port, self.tpl.api_id(self._api_lid))
+            self.gateway = Gateway(
+                self._routes, self.invoke, self.host, self.api_port, self.tpl.api_id(self._api_lid), token=self.token
+            )
             self.gateway.start()
 
     def kill_containers(self, function: str) -> int:
@@ -371,8 +466,10 @@ class LocalCloud:
             "moto_pid": self.moto.proc.pid if self.moto and self.moto.proc else None,
             "moto_alive": self.moto.proc.poll() is None if self.moto and self.moto.proc else None,
             "functions": {
-                lid: {**p.counts(), "concurrency": p.concurrency, **vars(p.stats)} for lid, p in self.pools.items()
+                lid: {**p.counts(), "concurrency": p.concurrency, **vars(p.stats), **self.lambdas.describe(lid)}
+                for lid, p in self.pools.items()
             },
+            "layers": self.lambdas.layers_status(),
             "queues": {q: d for q, d in depths.items() if q not in dlqs and q not in self.sources.transport},
             "dlqs": {q: d for q, d in depths.items() if q in dlqs},
             "transport_queues": {q: d for q, d in depths.items() if q in self.sources.transport},

@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from localcloud.auth import RouteAuth, check_request, route_auth
 from localcloud.template import ACCOUNT_ID
 
 log = logging.getLogger("localcloud.gateway")
@@ -33,6 +34,7 @@ class Route:
     path: str  # "/v1/models/{proxy+}" or "$default"
     function: str  # logical id
     timeout_ms: int = 30000
+    auth: RouteAuth | None = None  # None: an open route
 
     @property
     def route_key(self) -> str:
@@ -75,11 +77,15 @@ class Route:
         return (1, int(not greedy), literal, len(want), int(self.method != "ANY")), params
 
 
-def routes_from_functions(specs: dict[str, Any]) -> list[Route]:
-    """Collect the HttpApi routes of every function (one local API serves them all)."""
+def routes_from_functions(specs: dict[str, Any], apis: dict[str | None, dict[str, Any]] | None = None) -> list[Route]:
+    """Collect the HttpApi routes of every function (one local API serves them all).
+
+    ``apis`` maps each HttpApi's id (None: the implicit API) to its resolved ``Auth``
+    (:func:`localcloud.auth.http_api_auth`); without it every route is open.
+    """
     routes = []
     for lid, spec in specs.items():
-        for ev in spec.events.values():
+        for name, ev in spec.events.items():
             if ev.get("Type") != "HttpApi":
                 continue
             p = ev.get("Properties") or {}
@@ -93,6 +99,7 @@ def routes_from_functions(specs: dict[str, Any]) -> list[Route]:
                     path if path != "$default" else "$default",
                     lid,
                     int(p.get("TimeoutInMillis", 30000)),
+                    None if apis is None else route_auth(f"{lid} event {name}", p, apis),
                 )
             )
     return routes
@@ -168,6 +175,8 @@ def build_event(
         "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
         "timeEpoch": int(now * 1000),
     }
+    if route.auth:
+        event["requestContext"]["authorizer"] = route.auth.context()
     if params:
         event["pathParameters"] = params
     if body:
@@ -209,8 +218,10 @@ class Gateway:
         host: str,
         port: int,
         api_id: str = "localapi00",
+        token: str | None = None,
     ) -> None:
         self.routes = routes
+        self.token = token  # the bearer token protected routes require (None: they refuse every request)
         self.invoke = invoke
         self.api_id = api_id
         gw = self
@@ -276,6 +287,11 @@ class Gateway:
             self._send(req, 404, [("content-type", "application/json")], b'{"message":"Not Found"}')
             return
         route, params = found
+        if route.auth:
+            refused = check_request(req.headers.get_all("authorization") or [], self.token)
+            if refused:
+                self._send(req, refused[0], [("content-type", "application/json")], refused[1])
+                return
         event = build_event(
             route,
             params,

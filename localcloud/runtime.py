@@ -48,6 +48,8 @@ class FunctionSpec:
     reserved_concurrency: int | None
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     async_attempts: int = 3  # EventInvokeConfig.MaximumRetryAttempts + 1
+    alias: str | None = None  # AutoPublishAlias: event sources invoke this alias (localcloud.lambdas)
+    layers: list[str] = field(default_factory=list)  # logical ids of the template's layers, in order
     on_failure: list[tuple[str, str]] = field(default_factory=list)  # ("dlq" | "destination", ARN)
 
 
@@ -66,12 +68,14 @@ def function_specs(tpl: Template) -> dict[str, FunctionSpec]:
         if not code_dir.is_dir():
             raise TemplateError(f"{lid}: CodeUri {code_dir} is not a directory")
         layer_dirs: list[Path] = []
+        layer_ids: list[str] = []
         for ref in p.get("Layers") or []:
             try:
                 llid = tpl.logical_id_of(ref, ("layer",))
             except TemplateError:
                 log.warning("%s: external layer %s is stood in for by the dev venv", lid, ref)
                 continue
+            layer_ids.append(llid)
             lres = tpl.resources[llid]
             if (lres.get("Metadata") or {}).get("BuildMethod"):
                 # A built layer (pip deps etc.): its source dir is not what lands in /opt; the dev venv provides it.
@@ -95,6 +99,8 @@ def function_specs(tpl: Template) -> dict[str, FunctionSpec]:
             if "ReservedConcurrentExecutions" in p
             else None,
             events=p.get("Events") or {},
+            alias=str(p["AutoPublishAlias"]) if p.get("AutoPublishAlias") else None,
+            layers=layer_ids,
         )
         invoke_cfg = p.get("EventInvokeConfig") or {}
         specs[lid].async_attempts = int(invoke_cfg.get("MaximumRetryAttempts", 2)) + 1
@@ -152,7 +158,10 @@ class Container:
             **env,
             "_LOCALCLOUD_FDS": f"{c_r},{c_w}",
             "_LOCALCLOUD_SYS_PATH": json.dumps(sys_path),
-            "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[$LATEST]") + self.id,
+            "AWS_LAMBDA_LOG_STREAM_NAME": time.strftime("%Y/%m/%d/[")
+            + env.get("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            + "]"
+            + self.id,
         }
         self._log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen(
@@ -287,12 +296,25 @@ class Stats:
 
 
 class FunctionPool:
-    """Warm containers of one function, at most ``concurrency`` at a time (processes, not threads)."""
+    """Warm containers of one function version, at most ``concurrency`` at a time (processes, not threads).
 
-    def __init__(self, spec: FunctionSpec, base_env: dict[str, str], state_dir: Path, concurrency: int) -> None:
+    ``version`` "$LATEST" runs the template as it is; a published version (localcloud.lambdas) gets its own ``/opt``
+    folder, named after the version and its layers, so that its containers never see another version's layers.
+    """
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        base_env: dict[str, str],
+        state_dir: Path,
+        concurrency: int,
+        version: str = "$LATEST",
+        opt_name: str | None = None,
+    ) -> None:
         self.spec = spec
         self.concurrency = concurrency
-        opt = state_dir / "opt" / spec.logical_id
+        self.version = version
+        opt = state_dir / "opt" / (opt_name or spec.logical_id)
         build_opt(opt, spec.layer_dirs)
         env = {k: (str(opt) + v[4:] if v.startswith("/opt/") or v == "/opt" else v) for k, v in spec.env.items()}
         self.env = {
@@ -300,7 +322,7 @@ class FunctionPool:
             **env,
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory),
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_VERSION": version,
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.name}",
             "_HANDLER": spec.handler,
             "LAMBDA_TASK_ROOT": str(spec.code_dir),

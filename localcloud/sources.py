@@ -218,7 +218,8 @@ class Sources:
         self.transport: dict[str, str] = {}  # transport queue name -> purpose
         self._visibility: dict[str, int] = {}
         self._s3_notifications: dict[str, list[dict[str, Any]]] = {}
-        self._rules: list[tuple[str, str, str | None, Any]] = []  # (rule name, bus, pattern json, target transform)
+        # (rule name, bus, pattern json, transport queue, state)
+        self._rules: list[tuple[str, str, str | None, Any, str]] = []
         self._plan()
 
     # ------------------------------------------------------------------ planning (from the template)
@@ -288,7 +289,7 @@ class Sources:
                 if "EventPattern" in p:
                     bus = p.get("EventBusName", "default")
                     bus = bus.rsplit("/", 1)[-1]
-                    self._plan_rule(fn, rid, tpl.name(rid), bus, p["EventPattern"], target)
+                    self._plan_rule(fn, rid, tpl.name(rid), bus, p["EventPattern"], target, state)
 
     def _transport_queue(self, fn: str, ev_name: str, purpose: str) -> str:
         name = f"localcloud-{fn}-{ev_name}"[:80]
@@ -381,9 +382,19 @@ class Sources:
 
         self._plan_async(fn, ev_name, qname, events_of)
 
-    def _plan_rule(self, fn: str, ev_name: str, rule: str, bus: str, pattern: Any, target: dict[str, Any]) -> None:
+    def _plan_rule(
+        self,
+        fn: str,
+        ev_name: str,
+        rule: str,
+        bus: str,
+        pattern: Any,
+        target: dict[str, Any],
+        state: str = "ENABLED",
+    ) -> None:
         qname = self._transport_queue(fn, ev_name, f"EventBridge rule {rule} -> {fn}")
-        self._rules.append((rule, bus, json.dumps(pattern) if not isinstance(pattern, str) else pattern, qname))
+        text = json.dumps(pattern) if not isinstance(pattern, str) else pattern
+        self._rules.append((rule, bus, text, qname, state))
 
         def events_of(body: dict[str, Any]) -> list[Any]:
             return [target_input(eventbridge_event(body, self.region), target)]
@@ -428,8 +439,10 @@ class Sources:
             self.s3.put_bucket_notification_configuration(
                 Bucket=bucket, NotificationConfiguration={"QueueConfigurations": confs}
             )
-        for rule, bus, pattern, qname in self._rules:
-            self.events.put_rule(Name=rule, EventPattern=pattern, EventBusName=bus, State="ENABLED")
+        for rule, bus, pattern, qname, state in self._rules:
+            self.events.put_rule(Name=rule, EventPattern=pattern, EventBusName=bus, State=state)
+            if state != "ENABLED":
+                continue  # moto would still deliver to a disabled rule's targets
             self.events.put_targets(
                 Rule=rule,
                 EventBusName=bus,

@@ -21,15 +21,16 @@ def fetch_model(
     artifact_url: str | None = None,
     timeout: float = 10.0,
     retries: int = 3,
+    token: str | None = None,
 ) -> Path:
     """Download `name`'s manifest and model file into `directory` (atomically) and return the directory.
 
     The file must hash to the manifest's sha256 (and to the server's `x-liteserve-sha256` header when sent);
     otherwise ChecksumMismatch is raised and nothing is written. A file already present with the right hash is
-    not downloaded again.
+    not downloaded again. `token`: the API's bearer token (default: `LITESERVE_LOCAL_TOKEN`).
     """
     directory = Path(directory)
-    client = CloudClient(endpoint, name, timeout=timeout, retries=retries)
+    client = CloudClient(endpoint, name, timeout=timeout, retries=retries, token=token)
     quoted = urllib.parse.quote(name)
     raw_manifest, _ = client.request("GET", f"/v1/models/{quoted}/artifact/manifest")
     manifest = json.loads(raw_manifest)

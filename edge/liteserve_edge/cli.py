@@ -15,11 +15,20 @@ from liteserve_edge.store import Store
 from liteserve_edge.threshold import choose_threshold, format_table, trade_off_table
 
 DEFAULT_MODELS_DIR = "layers/model/models"  # the model layer in the liteserve repository
+TOKEN_HELP = "file holding the API's bearer token, e.g. .localcloud/token (default: $LITESERVE_LOCAL_TOKEN)"
 
 
-def _manifest(name: str, endpoint: str | None, models_dir: str) -> dict[str, Any]:
+def _token(args: argparse.Namespace) -> str | None:
+    """The bearer token: the first line of --token-file, else None (CloudClient then reads LITESERVE_LOCAL_TOKEN)."""
+    if not args.token_file:
+        return None
+    return Path(args.token_file).read_text().strip() or None
+
+
+def _manifest(name: str, endpoint: str | None, models_dir: str, token: str | None = None) -> dict[str, Any]:
     if endpoint:
-        raw, _ = CloudClient(endpoint, name).request("GET", f"/v1/models/{urllib.parse.quote(name)}/artifact/manifest")
+        client = CloudClient(endpoint, name, token=token)
+        raw, _ = client.request("GET", f"/v1/models/{urllib.parse.quote(name)}/artifact/manifest")
         return json.loads(raw)
     return json.loads((Path(models_dir) / name / "manifest.json").read_text())
 
@@ -34,14 +43,14 @@ def model_accuracy(manifest: dict[str, Any]) -> float:
 
 
 def cmd_threshold(args: argparse.Namespace) -> int:
-    edge = _manifest(args.model, args.endpoint, args.models_dir)
+    edge = _manifest(args.model, args.endpoint, args.models_dir, _token(args))
     calibration = edge.get("calibration")
     if not calibration:
         print(f"error: the manifest of '{args.model}' has no calibration table", file=sys.stderr)
         return 2
     cloud_acc, cloud_calibration = args.cloud_accuracy, None
     if cloud_acc is None:
-        cloud = _manifest(args.cloud_model, args.endpoint, args.models_dir)
+        cloud = _manifest(args.cloud_model, args.endpoint, args.models_dir, _token(args))
         cloud_acc, cloud_calibration = model_accuracy(cloud), cloud.get("calibration")
     gap, max_esc = args.target_accuracy_gap, args.max_escalation
     if gap is None and max_esc is None:
@@ -80,7 +89,9 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     from liteserve_edge.artifact import fetch_model
 
     try:
-        directory = fetch_model(args.endpoint, args.model, args.dest, artifact_url=args.artifact_url)
+        directory = fetch_model(
+            args.endpoint, args.model, args.dest, artifact_url=args.artifact_url, token=_token(args)
+        )
     except ChecksumMismatch as exc:
         print(f"refused: {exc}", file=sys.stderr)
         return 4
@@ -95,7 +106,7 @@ def cmd_flush(args: argparse.Namespace) -> int:
     from liteserve_edge.client import TwoPhaseClient
 
     with TwoPhaseClient(
-        args.edge_dir, args.endpoint, 0.0, cloud_model=args.cloud_model, queue_path=args.queue
+        args.edge_dir, args.endpoint, 0.0, cloud_model=args.cloud_model, queue_path=args.queue, token=_token(args)
     ) as client:
         report = client.flush()
     print(json.dumps(report.to_dict(), indent=2))
@@ -150,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--endpoint", help="read the manifests from the deployment instead of --models-dir")
     p.add_argument("--models-dir", default=DEFAULT_MODELS_DIR, help="folder of <name>/manifest.json")
     p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("--token-file", help=TOKEN_HELP)
     p.set_defaults(func=cmd_threshold)
 
     p = verbs.add_parser("fetch", help="download the edge model and manifest, verifying the sha256")
@@ -157,6 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="digits-edge")
     p.add_argument("--dest", required=True, help="folder to write manifest.json and the model file into")
     p.add_argument("--artifact-url", help="download the file from this URL (e.g. presigned S3) instead")
+    p.add_argument("--token-file", help=TOKEN_HELP)
     p.set_defaults(func=cmd_fetch)
 
     p = verbs.add_parser("flush", help="replay the offline queue to the cloud model")
@@ -164,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queue", required=True, help="the client's SQLite file")
     p.add_argument("--edge-dir", required=True, help="the edge model's folder")
     p.add_argument("--cloud-model", default="digits-cloud")
+    p.add_argument("--token-file", help=TOKEN_HELP)
     p.set_defaults(func=cmd_flush)
 
     p = verbs.add_parser("status", help="queue depth and edge-vs-cloud agreement of a client's SQLite file")

@@ -109,6 +109,8 @@ class TwoPhaseClient:
         replay_on_success: after a call reaches the cloud, replay the queue too (refined answers go to `on_refined`).
         offline_cooldown: after the cloud was unreachable (retries exhausted), `predict` queues escalations without
             trying the cloud for this many seconds, so that answers come back at once; `flush()` always tries.
+        token: the API's bearer token (default: `LITESERVE_LOCAL_TOKEN`). A refused token (401/403) is a rejection:
+            not retried, the escalation recorded as rejected.
 
     Not thread-safe (the interpreter is not): use one client per thread; several processes may share the file.
     """
@@ -133,6 +135,7 @@ class TwoPhaseClient:
         on_refined: Callable[[list[Outcome]], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        token: str | None = None,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
@@ -158,6 +161,7 @@ class TwoPhaseClient:
             key_field=key_field,
             input_name=self.edge.input_name,
             sleep=sleep,
+            token=token,
         )
         self.store = Store(queue_path)
         self.last_replay: FlushReport | None = None
@@ -167,7 +171,7 @@ class TwoPhaseClient:
         cls, endpoint: str, edge_model_name: str, cache_dir: str | Path, threshold: float, **kwargs: Any
     ) -> TwoPhaseClient:
         """Fetch the edge model from the deployment into `cache_dir` (checksum verified), then build the client."""
-        directory = fetch_model(endpoint, edge_model_name, Path(cache_dir) / edge_model_name)
+        directory = fetch_model(endpoint, edge_model_name, Path(cache_dir) / edge_model_name, token=kwargs.get("token"))
         return cls(directory, endpoint, threshold, **kwargs)
 
     def close(self) -> None:

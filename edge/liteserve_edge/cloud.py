@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import random
 import time
 import urllib.error
@@ -17,6 +18,12 @@ from typing import Any
 Key = str | int
 # 408 and 429 are the client errors that mean "try again later" (API Gateway answers 429 when it throttles).
 _RETRYABLE_4XX = {408, 429}
+TOKEN_ENV = "LITESERVE_LOCAL_TOKEN"  # the local cloud's bearer token (`localcloud up` writes it to .localcloud/token)
+
+
+def default_token() -> str | None:
+    """The bearer token from ``LITESERVE_LOCAL_TOKEN``, or None."""
+    return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
 class CloudError(Exception):
@@ -59,7 +66,12 @@ class CallStats:
 
 
 class CloudClient:
-    """Calls `POST {endpoint}/v1/models/{model}:predict` with keyed instances and GETs deployment files."""
+    """Calls `POST {endpoint}/v1/models/{model}:predict` with keyed instances and GETs deployment files.
+
+    `token` (default: `LITESERVE_LOCAL_TOKEN`) goes out as `Authorization: Bearer <token>` (the local cloud's token,
+    or a JWT for a deployment with the JWT authorizer), only to the endpoint's own origin: a presigned URL elsewhere
+    carries its own credentials.
+    """
 
     def __init__(
         self,
@@ -73,8 +85,11 @@ class CloudClient:
         key_field: str = "key",
         input_name: str = "x",
         sleep: Callable[[float], None] = time.sleep,
+        token: str | None = None,
     ) -> None:
         self.endpoint = endpoint.rstrip("/")
+        self.token = token or default_token()
+        self._origin = urllib.parse.urlsplit(self.endpoint)[:2]
         self.model = model
         self.timeout = timeout
         self.retries = retries
@@ -114,13 +129,16 @@ class CloudClient:
         """Send with retries; returns (body, lower-cased headers) of a 2xx answer. `path` may be a full URL."""
         self.stats.requests += 1
         url = path if path.startswith(("http://", "https://")) else self.endpoint + path
+        headers = dict(headers or {})
+        if self.token and urllib.parse.urlsplit(url)[:2] == self._origin:
+            headers["authorization"] = f"Bearer {self.token}"
         last = ""
         for attempt in range(self.retries + 1):
             if attempt:
                 # Exponential backoff with jitter, so that many devices coming back online do not retry in step.
                 self.sleep(min(self.max_backoff, self.backoff * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0))
             self.stats.attempts += 1
-            req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+            req = urllib.request.Request(url, data=body, method=method, headers=headers)
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as resp:
                     return resp.read(), {k.lower(): v for k, v in resp.headers.items()}

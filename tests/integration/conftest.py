@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 import pytest
 
 from localcloud import LocalCloud
+from localcloud.auth import bearer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -61,6 +62,11 @@ def project_cloud(
         **options,
     ) as lc:
         yield lc
+
+
+def auth(lc: LocalCloud) -> dict[str, str]:
+    """The header that opens ``lc``'s protected routes (``Authorization: Bearer <lc.token>``)."""
+    return bearer(lc.token)
 
 
 def wait_for(probe: Callable[[], T], timeout: float = 20, interval: float = 0.1) -> T:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from localcloud import LocalCloud
-from tests.integration.conftest import project_cloud
+from tests.integration.conftest import auth, project_cloud
 
 pytestmark = pytest.mark.integration
 MB = 1024 * 1024
@@ -26,7 +26,7 @@ def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
 
 def post(lc: LocalCloud, path: str, body: bytes, content_type: str = "application/json") -> tuple[int, dict]:
     request = urllib.request.Request(
-        lc.api_url + path, data=body, method="POST", headers={"content-type": content_type}
+        lc.api_url + path, data=body, method="POST", headers={"content-type": content_type, **auth(lc)}
     )
     try:
         with urllib.request.urlopen(request, timeout=60) as response:

@@ -9,13 +9,14 @@ import random
 import time
 import urllib.request
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
 from localcloud import LocalCloud
-from tests.integration.conftest import project_cloud, wait_for
+from tests.integration.conftest import auth, project_cloud, wait_for
 
 pytestmark = pytest.mark.integration
 # Small shards so a few thousand rows fan out; short timeouts so redrive to the DLQ happens within a test.
@@ -104,6 +105,11 @@ def results(cloud: LocalCloud, job: str) -> tuple[list[dict], list[dict]]:
     return parts, errors
 
 
+def get(cloud: LocalCloud, path: str) -> Any:
+    """GET an API path with the local token; the open response (an HTTPError for 4xx/5xx)."""
+    return urllib.request.urlopen(urllib.request.Request(cloud.api_url + path, headers=auth(cloud)), timeout=10)
+
+
 def online(cloud: LocalCloud, rows: dict[str, list[float]]) -> dict[str, dict]:
     """The online path's answers for the same keyed inputs, 1000 instances per request."""
     answers = {}
@@ -113,7 +119,7 @@ def online(cloud: LocalCloud, rows: dict[str, list[float]]) -> dict[str, dict]:
         req = urllib.request.Request(
             f"{cloud.api_url}/v1/models/digits:predict",
             data=orjson.dumps(body),
-            headers={"content-type": "application/json"},
+            headers={"content-type": "application/json", **auth(cloud)},
         )
         with urllib.request.urlopen(req, timeout=60) as resp:
             answers.update({p["key"]: p for p in json.loads(resp.read())["predictions"]})
@@ -140,7 +146,7 @@ def test_ten_thousand_keyed_rows_every_valid_key_once_as_online(cloud):
         ref = reference[p["key"]]
         assert p["class_id"] == ref["class_id"]
         assert p["probabilities"] == ref["probabilities"]
-    status = json.loads(urllib.request.urlopen(f"{cloud.api_url}/v1/batch/jobs/scores", timeout=10).read())
+    status = json.loads(get(cloud, "/v1/batch/jobs/scores").read())
     assert status["state"] == "SUCCEEDED"
     assert status["shards"]["done"] == status["shards"]["total"]
 
@@ -271,13 +277,13 @@ def test_csv_gzip_ordered_and_cached_lookup(cloud):
     assert [orjson.loads(line)["key"] for line in ordered.splitlines()] == keys
     _, errors = results(cloud, "table")
     assert errors == [{"line": 101, "key": "oops", "error": "expected 65 columns, got 4"}]
-    got = json.loads(urllib.request.urlopen(f"{cloud.api_url}/v1/predictions/{keys[3]}", timeout=10).read())
+    got = json.loads(get(cloud, f"/v1/predictions/{keys[3]}").read())
     assert got["key"] == keys[3]
     assert got["job_id"] == "table"
     x = np.asarray([valid[keys[3]]], dtype=np.float32)
     assert got["class_id"] == online(cloud, {keys[3]: x[0].tolist()})[keys[3]]["class_id"]
     with pytest.raises(urllib.error.HTTPError) as err:
-        urllib.request.urlopen(f"{cloud.api_url}/v1/predictions/nobody", timeout=10)
+        get(cloud, "/v1/predictions/nobody")
     assert err.value.code == 404
 
 

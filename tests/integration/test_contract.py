@@ -21,7 +21,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from localcloud import LocalCloud
-from tests.integration.conftest import project_cloud
+from tests.integration.conftest import auth, project_cloud
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -59,7 +59,7 @@ class Tally:
         self.unsatisfiable: list[str] = []
 
 
-def _fuzz(operation, mode: GenerationMode, base_url: str, tally: Tally) -> None:
+def _fuzz(operation, mode: GenerationMode, base_url: str, headers: dict[str, str], tally: Tally) -> None:
     """Send EXAMPLES generated requests of one operation in one mode; record failures instead of raising (no
     shrinking: every example is a request, and the test reports them all at the end)."""
     label = f"{operation.label} [{mode.value}]"
@@ -76,7 +76,7 @@ def _fuzz(operation, mode: GenerationMode, base_url: str, tally: Tally) -> None:
     def run(case) -> None:
         # A new connection per request (no session): the local gateway answers keep-alive requests in two TCP
         # segments, which Nagle + delayed ACK hold for ~40 ms each.
-        response = case.call(base_url=base_url, timeout=30)
+        response = case.call(base_url=base_url, headers=headers, timeout=30)
         tally.sent[label] = tally.sent.get(label, 0) + 1
         tally.statuses[response.status_code] = tally.statuses.get(response.status_code, 0) + 1
         where = f"{label}: {case.method} {case.formatted_path} -> {response.status_code}"
@@ -101,7 +101,7 @@ def _fuzz(operation, mode: GenerationMode, base_url: str, tally: Tally) -> None:
 
 
 def test_generated_requests_get_no_5xx_and_4xx_carry_an_error(lc):
-    served = requests.get(f"{lc.api_url}/openapi.json", timeout=10)
+    served = requests.get(f"{lc.api_url}/openapi.json", headers=auth(lc), timeout=10)
     assert served.status_code == 200
     assert served.json() == json.loads((ROOT / "openapi.json").read_text())  # the served contract is the committed one
     schema = schemathesis.openapi.from_dict(served.json())
@@ -110,7 +110,7 @@ def test_generated_requests_get_no_5xx_and_4xx_carry_an_error(lc):
     assert len(operations) >= 20
     for operation in operations:
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-            _fuzz(operation, mode, lc.api_url, tally)
+            _fuzz(operation, mode, lc.api_url, auth(lc), tally)
 
     total = sum(tally.sent.values())
     print(

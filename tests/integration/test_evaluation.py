@@ -19,12 +19,12 @@ from liteserve.evaluation.logship import matches
 from liteserve.evaluation.scenario import corrupt
 
 from localcloud import LocalCloud
-from tests.integration.conftest import project_cloud, wait_for
+from tests.integration.conftest import auth, project_cloud, wait_for
 
 pytestmark = pytest.mark.integration
 MIN_LABELLED = 200
 POLICY = {"min_labelled": MIN_LABELLED, "cooldown_hours": 24}
-PARAMETERS = {"RetrainPolicy": json.dumps(POLICY), "ShardBytes": "65536"}
+PARAMETERS = {"RetrainPolicy": json.dumps(POLICY), "ShardBytes": "65536", "AutoRetrain": "false"}
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +75,7 @@ def post(cloud: LocalCloud, path: str, body: object) -> tuple[int, dict]:
         f"{cloud.api_url}{path}", data=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), method="POST"
     )
     req.add_header("content-type", "application/json")
+    req.add_header("authorization", auth(cloud)["authorization"])
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
             return resp.status, json.loads(resp.read())

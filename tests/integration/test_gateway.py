@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.parser.models import APIGatewayProxyEventV2
 
 from localcloud import LocalCloud
 from localcloud.gateway import Route, find_route, map_response
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import auth, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -21,7 +21,7 @@ pytestmark = pytest.mark.integration
 def call(
     lc: LocalCloud, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, Any, bytes]:
-    req = urllib.request.Request(lc.api_url + path, data=body, method=method, headers=headers or {})
+    req = urllib.request.Request(lc.api_url + path, data=body, method=method, headers={**auth(lc), **(headers or {})})
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status, r.headers, r.read()

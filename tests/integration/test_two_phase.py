@@ -15,7 +15,7 @@ import pytest
 from liteserve_edge import ChecksumMismatch, EdgeModel, TwoPhaseClient, fetch_model
 
 from localcloud import LocalCloud
-from tests.integration.conftest import project_cloud
+from tests.integration.conftest import auth, project_cloud
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +40,7 @@ def held_out() -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def edge_dir(lc: LocalCloud, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return fetch_model(lc.api_url, "digits-edge", tmp_path_factory.mktemp("device") / "digits-edge")
+    return fetch_model(lc.api_url, "digits-edge", tmp_path_factory.mktemp("device") / "digits-edge", token=lc.token)
 
 
 def predict_invocations(lc: LocalCloud) -> int:
@@ -62,7 +62,7 @@ def cloud_answers(lc: LocalCloud, insts: list[dict]) -> dict:
     """The cloud model's class per key, straight from the API (the reference for the client's answers)."""
     body = json.dumps({"instances": insts}).encode()
     req = urllib.request.Request(
-        lc.api_url + "/v1/models/digits-cloud:predict", body, {"content-type": "application/json"}
+        lc.api_url + "/v1/models/digits-cloud:predict", body, {"content-type": "application/json", **auth(lc)}
     )
     with urllib.request.urlopen(req, timeout=30) as r:
         return {p["key"]: p["class_id"] for p in json.loads(r.read())["predictions"]}
@@ -82,6 +82,7 @@ def test_a_file_that_does_not_match_the_manifest_is_refused(lc: LocalCloud, tmp_
             "digits-edge",
             tmp_path / "m",
             artifact_url=lc.api_url + "/v1/models/digits-cloud/artifact",
+            token=lc.token,
         )
     assert not (tmp_path / "m" / "model.tflite").exists()
 
@@ -94,7 +95,7 @@ def test_low_confidence_instances_escalate_in_one_keyed_request(lc, edge_dir, he
     low = {i["key"] for i, c in zip(insts, conf, strict=True) if c < THRESHOLD}
     assert low
     before = predict_invocations(lc)
-    with TwoPhaseClient(edge, lc.api_url, THRESHOLD, queue_path=tmp_path / "q.sqlite3") as client:
+    with TwoPhaseClient(edge, lc.api_url, THRESHOLD, queue_path=tmp_path / "q.sqlite3", token=lc.token) as client:
         out = client.predict(insts)
         assert client.cloud.stats.requests == client.cloud.stats.attempts == 1
     assert predict_invocations(lc) - before == 1
@@ -118,7 +119,7 @@ def test_offline_queue_survives_a_restart_and_flush_refines_each_key_once(lc, ed
 
     # "Process restart": a new client on the same file, now reaching the cloud.
     before = predict_invocations(lc)
-    with TwoPhaseClient(edge_dir, lc.api_url, THRESHOLD, queue_path=queue, max_batch=4) as up:
+    with TwoPhaseClient(edge_dir, lc.api_url, THRESHOLD, queue_path=queue, max_batch=4, token=lc.token) as up:
         assert up.queue_depth == len(provisional)
         report = up.flush()
         again = up.flush()
@@ -135,7 +136,7 @@ def test_offline_queue_survives_a_restart_and_flush_refines_each_key_once(lc, ed
 def test_wrong_cloud_model_is_a_4xx_reported_once(lc, edge_dir, held_out, tmp_path) -> None:
     before = predict_invocations(lc)
     with TwoPhaseClient(
-        edge_dir, lc.api_url, THRESHOLD, cloud_model="no-such-model", queue_path=tmp_path / "q.sqlite3"
+        edge_dir, lc.api_url, THRESHOLD, cloud_model="no-such-model", queue_path=tmp_path / "q.sqlite3", token=lc.token
     ) as client:
         out = client.predict(instances(held_out[0], "bad"))
         assert client.queue_depth == 0
