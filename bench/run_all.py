@@ -1,4 +1,5 @@
-"""Run every benchmark in bench/ (each prints one JSON object) and collect them in bench/results.json."""
+"""Run every benchmark in bench/ (each prints one JSON object), collect them in bench/results.json, and write and
+print the Markdown report (bench/results.md, see bench/report.py)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,12 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from bench import report  # noqa: E402
+
 # Cheap, in-process ones first; the local-cloud ones start their own cloud.
-ORDER = ["cold_start.py", "warm.py", "predlog.py", "batch.py", "two_phase.py", "load.py"]
+ORDER = ["cold_start.py", "warm.py", "predlog.py", "artifacts.py", "batch.py", "two_phase.py", "load.py"]
 
 
 def main() -> int:
@@ -28,6 +33,9 @@ def main() -> int:
         results.update(json.loads(proc.stdout))
     (HERE / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
+    print(f"\n== report (bench/results.md)\n\n{report.write(results, HERE / 'results.md')}", end="")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
 
 

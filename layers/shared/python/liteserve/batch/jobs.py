@@ -174,7 +174,9 @@ class Pipeline:
     def _plan(
         self, source_key: str, job_id: str, etag: str, kind: str, gz: bool, options: JobOptions, sig: Any
     ) -> list[dict[str, Any]]:
-        chunks = self.store.stream(source_key, gunzip=gz, max_bytes=self.config.max_decompressed_bytes)
+        # The cap guards against gzip bombs; a plain file is read as it is stored, whatever its size.
+        cap = self.config.max_decompressed_bytes if gz else None
+        chunks = self.store.stream(source_key, gunzip=gz, max_bytes=cap)
         header: tuple[str, ...] | None = None
         offset, first_line = 0, 1
         spec = next(iter(sig.inputs.values()))

@@ -28,29 +28,60 @@ class Shard:
     duplicates: dict[int, int] = field(default_factory=dict)  # line -> line of the key's first valid occurrence
 
 
-def read_header(chunks: Iterator[bytes]) -> tuple[bytes, bytes]:
+MAX_LINE_BYTES = 1024 * 1024  # a keyed row is ~1 KB; a longer "line" is not a row (e.g. a file with no line ends)
+
+
+class LineTooLong(ValueError):
+    """A line runs past MAX_LINE_BYTES: the file cannot be cut into rows with bounded memory."""
+
+    def __init__(self, line: int, limit: int) -> None:
+        super().__init__(f"line {line} is longer than {limit} bytes (the planner's line limit): not a row per line")
+
+
+def read_header(chunks: Iterator[bytes], max_line_bytes: int = MAX_LINE_BYTES) -> tuple[bytes, bytes]:
     """Split the first line (CSV header) off a chunk stream; returns (header line, rest of the first chunks)."""
     buffer = bytearray()
     for chunk in chunks:
+        scanned = len(buffer)
         buffer += chunk
-        cut = buffer.find(b"\n")
+        cut = buffer.find(b"\n", scanned)
         if cut >= 0:
             return bytes(buffer[: cut + 1]), bytes(buffer[cut + 1 :])
+        if len(buffer) > max_line_bytes:
+            raise LineTooLong(1, max_line_bytes)
     return bytes(buffer), b""
 
 
-def cut_shards(chunks: Iterable[bytes], shard_bytes: int, *, offset: int = 0, first_line: int = 1) -> Iterator[Shard]:
-    """Yield shards of at least `shard_bytes` (the last may be smaller), each ending at a newline."""
+def cut_shards(
+    chunks: Iterable[bytes],
+    shard_bytes: int,
+    *,
+    offset: int = 0,
+    first_line: int = 1,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> Iterator[Shard]:
+    """Yield shards of at least `shard_bytes` (the last may be smaller), each ending at a newline.
+
+    Memory stays below shard_bytes + max_line_bytes + one chunk: a line that crosses a shard's end and runs
+    longer than `max_line_bytes` raises LineTooLong instead of being buffered until it ends (a file with no
+    line ends would otherwise be held whole, up to the decompression cap).
+    """
     buffer = bytearray()
     index = 0
+    scanned = 0  # bytes of the buffer already searched for a line end (each byte is searched once)
     for chunk in chunks:
         buffer += chunk
         while len(buffer) >= shard_bytes:
-            cut = buffer.find(b"\n", shard_bytes - 1)
-            if cut < 0:
-                break  # a line longer than the shard size: read on until it ends
+            cut = buffer.find(b"\n", max(shard_bytes - 1, scanned))
+            if cut < 0:  # a line that crosses the shard size: read on until it ends, within the line limit
+                scanned = len(buffer)
+                last = buffer.rfind(b"\n", 0, shard_bytes - 1)
+                if len(buffer) - (last + 1) > max_line_bytes:
+                    raise LineTooLong(first_line + buffer.count(b"\n", 0, last + 1), max_line_bytes)
+                break
             data = bytes(buffer[: cut + 1])
             del buffer[: cut + 1]
+            scanned = 0
             yield _shard(index, offset, first_line, data)
             index, offset, first_line = index + 1, offset + len(data), first_line + data.count(b"\n")
     if buffer.strip():

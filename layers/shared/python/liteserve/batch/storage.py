@@ -43,7 +43,7 @@ class ObjectStore:
         while chunk := source.read(READ_CHUNK):
             total += len(chunk)
             if max_bytes is not None and total > max_bytes:
-                raise ValueError(f"{key}: more than {max_bytes} bytes once decompressed")
+                raise ValueError(f"inflates to more than {max_bytes} bytes (the decompression cap)")
             yield chunk
 
     def read(self, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
