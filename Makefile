@@ -4,6 +4,7 @@ PY ?= python3.11
 VENV := .venv
 SAMVENV := .venv-sam
 TRAINVENV := .venv-train
+LINTVENV := .venv-lint
 BIN := $(VENV)/bin
 export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_REGION ?= $(AWS_DEFAULT_REGION)
@@ -12,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 MODEL_NAMES := digits digits-edge digits-cloud
 MODEL_FILES := $(foreach m,$(MODEL_NAMES),layers/model/models/$(m)/model.tflite layers/model/models/$(m)/manifest.json)
 
-.PHONY: help venv sam-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench load openapi clean
+.PHONY: promotion training-source help venv sam-venv lint-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench load openapi retrain-interval clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -28,6 +29,11 @@ $(SAMVENV)/.stamp: requirements/sam.txt
 	$(SAMVENV)/bin/pip install -q -r requirements/sam.txt
 	touch $@
 
+$(LINTVENV)/.stamp: requirements/lint.txt
+	test -x $(LINTVENV)/bin/python || $(PY) -m venv $(LINTVENV)
+	$(LINTVENV)/bin/pip install -q -r requirements/lint.txt
+	touch $@
+
 $(TRAINVENV)/.stamp: requirements/train.txt
 	test -x $(TRAINVENV)/bin/python || $(PY) -m venv $(TRAINVENV)
 	$(TRAINVENV)/bin/pip install -q -r requirements/train.txt
@@ -36,6 +42,7 @@ $(TRAINVENV)/.stamp: requirements/train.txt
 venv: $(VENV)/.stamp ## dev/test venv (.venv)
 sam-venv: $(SAMVENV)/.stamp ## SAM CLI venv (.venv-sam)
 train-venv: $(TRAINVENV)/.stamp ## TensorFlow training venv (.venv-train)
+lint-venv: $(LINTVENV)/.stamp ## checkov venv (.venv-lint)
 
 # Model artifacts are committed; they are rebuilt only when missing or on `make model`.
 $(MODEL_FILES):
@@ -48,12 +55,19 @@ lint: venv ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-sam-check: venv sam-venv $(MODEL_FILES) ## sam validate --lint, cfn-lint (also on the translated template), sam build
+# The template lists AWS::LanguageExtensions first; localcloud/language_extensions.py does its part (parameter-only !If)
+# before the offline SAM translation, once per ApiAuth choice (W8001: the conditions it resolved look unused).
+JWT_PARAMS := -p ApiAuth=JWT -p JwtIssuer=https://issuer.example.com -p JwtAudience=liteserve
+sam-check: venv sam-venv lint-venv $(MODEL_FILES) ## sam validate --lint, cfn-lint (+serverless rules; translated IAM and JWT), checkov, sam build
 	$(SAMVENV)/bin/sam validate --lint
-	$(BIN)/cfn-lint template.yaml
+	$(BIN)/cfn-lint template.yaml -a cfn_lint_serverless.rules
 	mkdir -p .aws-sam
-	$(BIN)/python -m localcloud.sam_translate template.yaml > .aws-sam/translated.json
-	$(BIN)/cfn-lint .aws-sam/translated.json
+	$(BIN)/python -m localcloud.language_extensions template.yaml -p ApiAuth=IAM > .aws-sam/expanded-iam.json
+	$(BIN)/python -m localcloud.language_extensions template.yaml $(JWT_PARAMS) > .aws-sam/expanded-jwt.json
+	$(BIN)/python -m localcloud.sam_translate .aws-sam/expanded-iam.json > .aws-sam/translated.json
+	$(BIN)/python -m localcloud.sam_translate .aws-sam/expanded-jwt.json > .aws-sam/translated-jwt.json
+	$(BIN)/cfn-lint --ignore-checks W8001 -- .aws-sam/translated.json .aws-sam/translated-jwt.json
+	$(LINTVENV)/bin/checkov --config-file .checkov.yaml -f template.yaml
 	PYTHON=$(abspath $(BIN)/python) $(SAMVENV)/bin/sam build
 	$(BIN)/python layers/runtime/check_layer.py .aws-sam/build/RuntimeLayer
 	$(BIN)/python -m localcloud.sam_translate --check-size .aws-sam/build
@@ -61,13 +75,14 @@ sam-check: venv sam-venv $(MODEL_FILES) ## sam validate --lint, cfn-lint (also o
 unit: venv $(MODEL_FILES) ## unit tests
 	$(BIN)/python -m pytest tests/unit
 
-integration: venv $(MODEL_FILES) ## integration tests on the local cloud (moto server over HTTP)
+integration: venv train-venv $(MODEL_FILES) ## integration tests on the local cloud (moto server over HTTP)
 	$(BIN)/python -m pytest tests/integration
 
-test: venv $(MODEL_FILES) lint sam-check ## everything CI runs
+# train-venv: the retraining build (a CodeBuild project of the template) runs locally in it.
+test: venv train-venv $(MODEL_FILES) lint sam-check ## everything CI runs
 	$(BIN)/python -m pytest tests
 
-up: venv $(MODEL_FILES) ## start the local cloud in the background
+up: venv train-venv $(MODEL_FILES) ## start the local cloud in the background (retraining builds run in .venv-train)
 	$(BIN)/localcloud up
 
 down: venv ## stop the local cloud
@@ -82,10 +97,10 @@ invoke-schedule: venv ## fire a schedule of the local cloud now: make invoke-sch
 logs: venv ## follow every function's logs of the local cloud
 	$(BIN)/localcloud logs -f
 
-demo: venv $(MODEL_FILES) ## the end-to-end story on the embedded default
+demo: venv train-venv $(MODEL_FILES) ## the end-to-end story on the embedded default
 	$(BIN)/python -m localcloud.demo
 
-bench: venv $(MODEL_FILES) ## run every benchmark in bench/ (writes bench/results.json)
+bench: venv $(MODEL_FILES) ## run every benchmark in bench/: bench/results.json + the table bench/results.md (printed)
 	$(BIN)/python bench/run_all.py
 
 load: venv $(MODEL_FILES) ## load test of the local HTTP API: 60 s at concurrency 16 (LOAD_SECONDS=20 for less)
@@ -93,6 +108,17 @@ load: venv $(MODEL_FILES) ## load test of the local HTTP API: 60 s at concurrenc
 
 openapi: venv ## regenerate openapi.json from the core's schemas
 	PYTHONPATH=layers/shared/python LITESERVE_MODEL_ROOT=layers/model/models $(BIN)/python -m liteserve.openapi > openapi.json
+
+retrain-interval: train-venv ## retraining interval on a 30-day drift scenario (INTERVAL_ARGS="--data DIR --cutoff +7d ...")
+	PYTHONPATH=.:layers/shared/python $(TRAINVENV)/bin/python -m training.interval \
+	  $(or $(INTERVAL_ARGS),--generate --days 30 --drift-start 10 --cutoff +7d)
+
+promotion: venv ## promotion commands on the running local cloud: make promotion ARGS="status --model digits"
+	$(BIN)/localcloud exec EvaluateFunction -- $(BIN)/python -m liteserve.promotion $(ARGS)
+
+training-source: train-venv ## after `sam deploy`: upload the retraining build's source (STACK=liteserve-dev)
+	$(TRAINVENV)/bin/python -m training.source --bucket $$($(TRAINVENV)/bin/python -c "import boto3; \
+	  print('$(or $(STACK),liteserve-dev)-data-' + boto3.client('sts').get_caller_identity()['Account'])")
 
 clean: ## remove build output and local state (keeps venvs)
 	rm -rf .aws-sam .localcloud

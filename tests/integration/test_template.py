@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 
 from localcloud.runtime import function_specs
 from localcloud.schedule import Expression, ScheduleError
-from localcloud.template import Template, TemplateError
+from localcloud.template import Template, TemplateError, load_yaml
 from tests.integration.conftest import FIXTURES
 
 BASE = """
@@ -114,3 +115,210 @@ def test_log_filter_patterns() -> None:
     assert firehose_prefix("plain/", 0) == "plain/1970/01/01/00/"
     with pytest.raises(TemplateError):
         compile_pattern('{ $.a = "x" ')
+
+
+# ------------------------------------------------------------------------------------------------ security (issue 7)
+# The project template's security shape, read as the local cloud reads it (parameters, conditions and !If resolved)
+# and, for the routes, as SAM translates it for each ApiAuth choice.
+
+ROOT = Path(__file__).resolve().parents[2]
+OPEN_ROUTES = {("GET", "/v2/health/live"), ("GET", "/v2/health/ready"), ("GET", "/v2"), ("GET", "/openapi.json")}
+JWT = {"ApiAuth": "JWT", "JwtIssuer": "https://issuer.example.com", "JwtAudience": "liteserve"}
+# AWS offers no narrower resource for these actions (X-Ray write APIs have no resource-level permissions).
+STAR_RESOURCE_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def project(**parameters: str) -> Template:
+    return Template.load(ROOT / "template.yaml", parameters=parameters)
+
+
+def http_routes(t: Template) -> dict[tuple[str, str], dict]:
+    """(METHOD, path) -> the event's resolved Auth, for every HttpApi event of every function."""
+    routes = {}
+    for lid in t.of_type("AWS::Serverless::Function"):
+        for event in (t.props(lid).get("Events") or {}).values():
+            if event.get("Type") == "HttpApi":
+                p = event["Properties"]
+                routes[(p["Method"].upper(), p["Path"])] = p.get("Auth") or {}
+    return routes
+
+
+@pytest.mark.parametrize(("parameters", "authorizer"), [({}, "AWS_IAM"), (JWT, "JwtAuthorizer")])
+def test_every_data_route_needs_the_chosen_authorizer_and_only_health_routes_are_open(
+    parameters: dict[str, str], authorizer: str
+) -> None:
+    t = project(**parameters)
+    (api,) = t.of_type("AWS::Serverless::HttpApi")
+    auth = t.props(api)["Auth"]
+    assert auth["DefaultAuthorizer"] == authorizer
+    if authorizer == "AWS_IAM":
+        assert auth["EnableIamAuthorizer"] is True and "Authorizers" not in auth
+    else:
+        jwt = auth["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
+        assert jwt == {"issuer": "https://issuer.example.com", "audience": ["liteserve"]}
+    routes = http_routes(t)
+    opened = {route for route, route_auth in routes.items() if route_auth.get("Authorizer") == "NONE"}
+    assert opened == OPEN_ROUTES
+    data = set(routes) - opened
+    # predict/infer/status/metadata/artifact (both protocols), labels, batch status, lookups
+    assert {("ANY", "/v1/models/{proxy+}"), ("ANY", "/v2/{proxy+}"), ("POST", "/v1/labels")} <= data
+    assert {("GET", "/v1/batch/jobs/{proxy+}"), ("GET", "/v1/predictions/{proxy+}")} <= data
+    assert all(not routes[r].get("Authorizer") for r in data)  # no route opts out of the default another way
+
+
+@pytest.mark.parametrize(("parameters", "scheme"), [({"ApiAuth": "IAM"}, "AWS_IAM"), (JWT, "JwtAuthorizer")])
+def test_sam_puts_the_authorizer_on_every_data_route(tmp_path: Path, parameters: dict, scheme: str) -> None:
+    """What API Gateway imports: the translated OpenAPI body, after the language-extensions step."""
+    from localcloud.language_extensions import expand
+    from localcloud.sam_translate import load_template, translate
+
+    expanded = tmp_path / "expanded.json"
+    expanded.write_text(json.dumps(expand(load_template(ROOT / "template.yaml"), parameters)))
+    body = translate(expanded)["Resources"]["HttpApi"]["Properties"]["Body"]
+    assert scheme in body["components"]["securitySchemes"]
+    seen = {}
+    for path, methods in body["paths"].items():
+        for method, operation in methods.items():
+            verb = "ANY" if method == "x-amazon-apigateway-any-method" else method.upper()
+            seen[(verb, path)] = operation.get("security")
+    assert {r for r, sec in seen.items() if sec == [{"NONE": []}]} == OPEN_ROUTES
+    assert all(sec == [{scheme: []}] for r, sec in seen.items() if r not in OPEN_ROUTES)
+    assert len(seen) > len(OPEN_ROUTES)
+
+
+def test_language_extensions_step_resolves_only_parameter_conditions() -> None:
+    from localcloud.language_extensions import expand
+
+    doc = {
+        "Parameters": {"Mode": {"Type": "String", "Default": "a"}, "L": {"Type": "CommaDelimitedList", "Default": "x"}},
+        "Conditions": {
+            "IsB": {"Fn::Equals": [{"Ref": "Mode"}, "b"]},
+            "NotB": {"Fn::Not": [{"Condition": "IsB"}]},
+            "Region": {"Fn::Equals": [{"Ref": "AWS::Region"}, "us-east-1"]},
+        },
+        "Resources": {
+            "R": {
+                "Properties": {
+                    "Pick": {"Fn::If": ["IsB", "b", "a"]},
+                    "Gone": {"Fn::If": ["NotB", {"Ref": "AWS::NoValue"}, 1]},
+                    "List": [{"Fn::If": ["IsB", 1, {"Ref": "AWS::NoValue"}]}, 2],
+                    "Kept": {"Fn::If": ["Region", 1, 2]},
+                    "Sub": {"Fn::Sub": "${AWS::StackName}-x"},
+                }
+            }
+        },
+    }
+    props = expand(doc)["Resources"]["R"]["Properties"]
+    assert props == {
+        "Pick": "a",
+        "List": [2],
+        "Kept": {"Fn::If": ["Region", 1, 2]},
+        "Sub": {"Fn::Sub": "${AWS::StackName}-x"},
+    }
+    assert expand(doc, {"Mode": "b"})["Resources"]["R"]["Properties"]["Pick"] == "b"
+    with pytest.raises(ValueError, match="unknown parameter"):
+        expand(doc, {"Nope": "1"})
+
+
+def test_jwt_without_issuer_or_audience_is_refused_by_a_rule() -> None:
+    rule = load_yaml(ROOT / "template.yaml")["Rules"]["JwtNeedsIssuerAndAudience"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "ApiAuth"}, "JWT"]}
+    asserted = json.dumps(rule["Assertions"])
+    assert '"JwtIssuer"' in asserted and '"JwtAudience"' in asserted
+
+
+def test_buckets_block_public_access_are_encrypted_and_refuse_plain_http() -> None:
+    t = project()
+    buckets = t.of_type("AWS::S3::Bucket")
+    assert buckets
+    policies = [t.props(lid) for lid in t.of_type("AWS::S3::BucketPolicy")]
+    for lid in buckets:
+        props = t.props(lid)
+        assert set(props["PublicAccessBlockConfiguration"].values()) == {True}, lid
+        assert len(props["PublicAccessBlockConfiguration"]) == 4, lid
+        assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"], lid
+        arn = t.resolve({"Fn::GetAtt": [lid, "Arn"]})
+        tls = [
+            s
+            for p in policies
+            if p["Bucket"] == t.ref(lid)
+            for s in p["PolicyDocument"]["Statement"]
+            if s["Effect"] == "Deny" and s.get("Condition") == {"Bool": {"aws:SecureTransport": False}}
+        ]
+        assert tls and set(tls[0]["Resource"]) == {arn, f"{arn}/*"} and tls[0]["Principal"] == "*", lid
+
+
+def test_queues_tables_and_delivery_streams_are_encrypted() -> None:
+    t = project()
+    for lid in t.of_type("AWS::SQS::Queue"):
+        props = t.props(lid)
+        assert props.get("SqsManagedSseEnabled") is True or props.get("KmsMasterKeyId"), lid
+    for lid in t.of_type("AWS::DynamoDB::Table"):
+        assert t.props(lid)["SSESpecification"]["SSEEnabled"] is True, lid
+    for lid in t.of_type("AWS::KinesisFirehose::DeliveryStream"):
+        assert t.props(lid)["DeliveryStreamEncryptionConfigurationInput"]["KeyType"], lid
+
+
+def test_every_log_group_has_retention_and_every_function_its_log_group() -> None:
+    t = project(LogRetentionDays="30")
+    groups = {t.props(lid)["LogGroupName"]: t.props(lid) for lid in t.of_type("AWS::Logs::LogGroup")}
+    assert all(int(g.get("RetentionInDays", 0)) == 30 for g in groups.values()), groups
+    for lid in t.of_type("AWS::Serverless::Function"):
+        assert f"/aws/lambda/{t.props(lid)['FunctionName']}" in groups, lid
+
+
+def _statements(t: Template) -> list[tuple[str, dict]]:
+    """Every IAM statement the template writes: roles, managed policies, SAM inline Policies statements."""
+    out = []
+    for lid in t.of_type("AWS::IAM::Role"):
+        for policy in t.props(lid).get("Policies") or []:
+            out += [(lid, s) for s in policy["PolicyDocument"]["Statement"]]
+    for lid in t.of_type("AWS::IAM::ManagedPolicy"):
+        out += [(lid, s) for s in t.props(lid)["PolicyDocument"]["Statement"]]
+    for lid in t.of_type("AWS::Serverless::Function"):
+        for policy in t.props(lid).get("Policies") or []:
+            if isinstance(policy, dict) and "Statement" in policy:
+                out += [(lid, s) for s in policy["Statement"]]
+    return out
+
+
+def _listed(value: object) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_wildcard_actions_and_star_resources_only_where_aws_has_nothing_narrower() -> None:
+    t = project(TracingMode="Active")  # the X-Ray policy exists only then
+    statements = _statements(t)
+    assert len(statements) > 20
+    for lid, s in statements:
+        if s["Effect"] != "Allow":
+            continue
+        actions = _listed(s["Action"])
+        assert all(a != "*" and not a.endswith(":*") for a in actions), (lid, actions)
+        if "*" in _listed(s["Resource"]):
+            assert set(actions) <= STAR_RESOURCE_ACTIONS, (lid, actions)
+
+
+def test_functions_use_roles_written_in_the_template() -> None:
+    """SAM-generated roles carry AWS managed policies with Resource "*" (basic execution, X-Ray, SQS polling)."""
+    t = project()
+    roles = {t.resolve({"Fn::GetAtt": [lid, "Arn"]}) for lid in t.of_type("AWS::IAM::Role")}
+    for lid in t.of_type("AWS::Serverless::Function"):
+        assert t.props(lid).get("Role") in roles, lid
+        assert "Policies" not in t.props(lid), lid
+
+
+def test_costly_runaways_are_capped() -> None:
+    t = project()
+    (api,) = t.of_type("AWS::Serverless::HttpApi")
+    throttle = t.props(api)["DefaultRouteSettings"]
+    assert int(throttle["ThrottlingRateLimit"]) > 0 and int(throttle["ThrottlingBurstLimit"]) > 0
+    assert int(t.props("BatchSplitFunction")["ReservedConcurrentExecutions"]) == 2
+    assert "ReservedConcurrentExecutions" not in project(BatchSplitReservedConcurrency="0").props("BatchSplitFunction")
+    sqs = {
+        lid: e["Properties"]
+        for lid in t.of_type("AWS::Serverless::Function")
+        for e in (t.props(lid).get("Events") or {}).values()
+        if e["Type"] == "SQS"
+    }
+    assert sqs and all(int(p["ScalingConfig"]["MaximumConcurrency"]) >= 2 for p in sqs.values()), sqs
