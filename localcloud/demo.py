@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from localcloud.auth import bearer
 from localcloud.cloud import LocalCloud
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,13 +63,29 @@ class Demo:
         return 0 if self.results and ok == len(self.results) else 1
 
 
+@dataclass(frozen=True)
+class Api:
+    """The local HTTP API: its URL and the bearer token its protected routes need."""
+
+    url: str
+    token: str | None = None
+
+    @classmethod
+    def of(cls, lc: LocalCloud) -> Api:
+        """The API of a running local cloud."""
+        return cls(lc.api_url, lc.token)
+
+
 def http(
-    base: str, method: str, path: str, body: str | bytes | None = None, headers: dict[str, str] | None = None
+    api: Api, method: str, path: str, body: str | bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, Any]:
-    """Call the local HTTP API; return (status, parsed JSON body or raw text)."""
+    """Call the local HTTP API with its token (``headers`` may override it); return (status, parsed JSON or text)."""
     data = body.encode() if isinstance(body, str) else body
     req = urllib.request.Request(
-        base + path, data=data, method=method, headers={"content-type": "application/json", **(headers or {})}
+        api.url + path,
+        data=data,
+        method=method,
+        headers={"content-type": "application/json", **bearer(api.token), **(headers or {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
@@ -87,11 +104,11 @@ def expect(cond: bool, message: str) -> None:
         raise StepFailed(message)
 
 
-def replay(base: str, event_file: Path) -> tuple[int, Any]:
+def replay(api: Api, event_file: Path) -> tuple[int, Any]:
     """Send the request an HTTP API event file describes (method, path, query, body) to the local API."""
     ev = json.loads(event_file.read_text())
     path = ev["rawPath"] + (f"?{ev['rawQueryString']}" if ev.get("rawQueryString") else "")
-    return http(base, ev["requestContext"]["http"]["method"], path, ev.get("body"))
+    return http(api, ev["requestContext"]["http"]["method"], path, ev.get("body"))
 
 
 def run(demo: Demo, lc: LocalCloud) -> None:
@@ -100,14 +117,25 @@ def run(demo: Demo, lc: LocalCloud) -> None:
 
     data = split()
     x, y = data.x_test, data.y_test
-    online_keys = online(demo, lc.api_url, x, y)
+    online_keys = online(demo, Api.of(lc), x, y)
     batch_keys = batch(demo, lc, x, y)
-    evaluation(demo, lc, x, y, online_keys, batch_keys)
+    # Drifted traffic that later feeds retraining uses the training split's images; what is judged uses the held-out.
+    evaluation(demo, lc, x, y, online_keys, batch_keys, data.x_train, data.y_train)
+    retraining(demo, lc, x, y)
     two_phase(demo, lc, x, y)
 
 
-def online(demo: Demo, api: str, x: Any, y: Any) -> dict[str, int]:
-    """Keyed requests in both protocols and both signatures, and one bad request."""
+def online(demo: Demo, api: Api, x: Any, y: Any) -> dict[str, int]:
+    """Auth, keyed requests in both protocols and both signatures, and one bad request."""
+    with demo.step("auth: data routes need the bearer token, health routes are open") as notes:
+        anonymous, wrong = Api(api.url), Api(api.url, "not-the-token")
+        status, body = http(anonymous, "GET", "/v2/health/ready")
+        expect(status == 200, f"GET /v2/health/ready without a token -> {status} {body}")
+        status, body = http(anonymous, "POST", "/v1/models/digits:predict", '{"instances": []}')
+        expect((status, body) == (401, {"message": "Unauthorized"}), f"no token -> {status} {body}")
+        status, body = http(wrong, "POST", "/v1/models/digits:predict", '{"instances": []}')
+        expect((status, body) == (403, {"message": "Forbidden"}), f"wrong token -> {status} {body}")
+        notes.append("health 200 without a token; predict 401 without, 403 with a wrong one")
     with demo.step("online: Open Inference V2 health and model metadata") as notes:
         status, body = http(api, "GET", "/v2/health/ready")
         expect(status == 200, f"GET /v2/health/ready -> {status} {body}")
@@ -175,7 +203,7 @@ def batch(demo: Demo, lc: LocalCloud, x: Any, y: Any, rows: int = 20_000) -> dic
         shown = None
         tty = sys.stdout.isatty()
         while time.monotonic() < deadline:
-            status, job = http(lc.api_url, "GET", "/v1/batch/jobs/demo-scores")
+            status, job = http(Api.of(lc), "GET", "/v1/batch/jobs/demo-scores")
             if status == 200:
                 total, done = job["shards"]["total"] or 0, job["shards"]["done"]
                 if (done, total, job["state"]) != shown:  # redraw only on progress (one line each when piped)
@@ -212,21 +240,26 @@ def batch(demo: Demo, lc: LocalCloud, x: Any, y: Any, rows: int = 20_000) -> dic
 
 
 def evaluation(
-    demo: Demo, lc: LocalCloud, x: Any, y: Any, online_keys: dict[str, int], batch_keys: dict[str, int]
+    demo: Demo,
+    lc: LocalCloud,
+    x: Any,
+    y: Any,
+    online_keys: dict[str, int],
+    batch_keys: dict[str, int],
+    x_drift: Any,
+    y_drift: Any,
 ) -> None:
     """Labels by key, a scheduled evaluation of clean traffic, then drifted traffic that asks for retraining."""
-    import numpy as np
 
     # The drift generator is client-side code of the serving package (layers/shared/python), not a handler.
     sys.path.insert(0, str(REPO / "layers" / "shared" / "python"))
-    from liteserve.evaluation.scenario import corrupt
 
     # Ground truth arrives for part of the traffic, as it would in production.
     labels = {**online_keys, **dict(list(batch_keys.items())[:3000])}
     with demo.step("labels: POST /v1/labels and a labels/ file with a bad row") as notes:
         items = [{"key": k, "label": str(v)} for k, v in labels.items()]
         for start in range(0, len(items), 5000):
-            status, out = http(lc.api_url, "POST", "/v1/labels", json.dumps(items[start : start + 5000]))
+            status, out = http(Api.of(lc), "POST", "/v1/labels", json.dumps(items[start : start + 5000]))
             expect(status == 200, f"{status} {out}")
         body = b'{"key": "online-0000", "label": "%d"}\n{"key": "broken"\n' % online_keys["online-0000"]
         lc.client("s3").put_object(Bucket=lc.name("DataBucket"), Key="labels/demo.jsonl", Body=body)
@@ -244,21 +277,8 @@ def evaluation(
             f"{version['labelled']} labelled, accuracy {version['metrics']['accuracy']:.4f}, "
             f"drifted features {version['drift'].get('drifted_features', '?')}, no retraining"
         )
-    with demo.step("evaluation: drifted traffic (noise, faded contrast, thicker strokes), fire again") as notes:
-        drifted = corrupt(x[:300], 0.6, np.random.default_rng(3))
-        for start in range(0, 300, 100):
-            body = {
-                "instances": [{"key": f"drift-{i:04d}", "x": drifted[i].tolist()} for i in range(start, start + 100)]
-            }
-            status, out = http(lc.api_url, "POST", "/v1/models/digits:predict", json.dumps(body))
-            expect(status == 200, f"{status} {out}")
-        status, out = http(
-            lc.api_url,
-            "POST",
-            "/v1/labels",
-            json.dumps([{"key": f"drift-{i:04d}", "label": str(int(y[i]))} for i in range(300)]),
-        )
-        expect(status == 200, f"{status} {out}")
+    with demo.step("evaluation: 1000 drifted requests (faded contrast, thicker strokes) + labels, fire again") as notes:
+        drift_traffic(lc, "drift", x_drift[:1000], y_drift[:1000], seed=3)
         lc.flush_logs()
         lc.wait_idle(timeout=60)
         [summary] = lc.fire_schedule("EvaluateFunction")
@@ -267,6 +287,90 @@ def evaluation(
         print(f"      RetrainRequested ({result['trigger']}): {'; '.join(result['reasons'])}")
         local = _save_report(lc, result["report"])
         notes.append(f"report: {result['report']} (copy: {local})")
+
+
+DRIFT_KINDS = ("contrast", "stroke")  # learnable covariate drift; the scenario's pixel noise destroys information
+
+
+def drift_traffic(lc: LocalCloud, name: str, x: Any, y: Any, seed: int, chunk: int = 20) -> dict[str, int]:
+    """Keyed V2 requests of drifted digits (`chunk` rows each: the alias picks a version per request), then their
+    labels; returns how many rows each model version served."""
+    import numpy as np
+    from liteserve.evaluation.scenario import corrupt
+
+    drifted = corrupt(np.asarray(x), 0.6, np.random.default_rng(seed), DRIFT_KINDS)
+    keys = [f"{name}-{i:04d}" for i in range(len(drifted))]
+    served: dict[str, int] = {}
+    for start in range(0, len(keys), chunk):
+        k, rows = keys[start : start + chunk], drifted[start : start + chunk]
+        body = {
+            "inputs": [
+                {"name": "key", "datatype": "BYTES", "shape": [len(k)], "data": k},
+                {"name": "x", "datatype": "FP32", "shape": [len(k), 64], "data": rows.reshape(-1).tolist()},
+            ]
+        }
+        status, out = http(Api.of(lc), "POST", "/v2/models/digits/infer", json.dumps(body))
+        expect(status == 200, f"{status} {out}")
+        served[out["model_version"]] = served.get(out["model_version"], 0) + len(k)
+    labels = [{"key": k, "label": str(int(v))} for k, v in zip(keys, y, strict=True)]
+    status, out = http(Api.of(lc), "POST", "/v1/labels", json.dumps(labels))
+    expect(status == 200, f"{status} {out}")
+    return served
+
+
+def _registry(lc: LocalCloud, key: str) -> Any:
+    s3 = lc.client("s3")
+    try:
+        return json.loads(s3.get_object(Bucket=lc.name("DataBucket"), Key=key)["Body"].read())
+    except s3.exceptions.NoSuchKey:
+        return None
+
+
+def retraining(demo: Demo, lc: LocalCloud, x: Any, y: Any) -> None:
+    """RetrainRequested -> the retraining build -> candidate -> holdout gate -> canary -> promotion."""
+    with demo.step("retraining: RetrainRequested -> CodeBuild project (local, .venv-train) -> candidate") as notes:
+        deadline = time.monotonic() + 900
+        while True:
+            done = [b for b in lc.status()["builds"]["RetrainProject"] if b.get("status") not in (None, "IN_PROGRESS")]
+            if done or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        expect(bool(done) and done[0]["status"] == "SUCCEEDED", f"retraining build: {done}")
+        metrics = _registry(lc, "models/digits/2/metrics.json") or {}
+        gate = (_registry(lc, "models/digits/2/promotion.json") or {"events": [{}]})["events"]
+        verdict = next((e for e in gate if e.get("step") == "gate"), {})
+        expect(verdict.get("action") == "canary", f"gate: {verdict}")
+        n = verdict["numbers"]
+        notes.append(
+            f"build {done[0].get('duration_s', '?')} s; registry models/digits/2/ ({len(metrics)} metric sets)"
+        )
+        notes.append(
+            f"gate on {n['holdout_rows']} held-out recent rows: candidate {n['candidate_accuracy']:.4f} vs live "
+            f"{n['live_accuracy']:.4f} -> canary"
+        )
+    with demo.step("canary: alias live sends 50 % to version 2; drifted traffic; the schedule promotes it") as notes:
+        served = drift_traffic(lc, "canary", x[:300], y[:300], seed=4)
+        expect(set(served) == {"1", "2"}, f"served by {served}")
+        lc.flush_logs()
+        lc.wait_idle(timeout=60)
+        [summary] = lc.fire_schedule("EvaluateFunction")
+        canary = summary["models"]["digits"]["canary"]
+        expect(canary["verdict"]["action"] == "promote", f"canary review: {canary}")
+        scores = canary["since_canary"]
+        notes.append(
+            f"served {served}; since the canary: "
+            + ", ".join(f"v{v} {s['accuracy']:.4f} ({s['labelled']} labelled)" for v, s in scores.items() if s)
+        )
+    with demo.step("promoted: every request served by version 2, scored on drifted held-out digits") as notes:
+        served = drift_traffic(lc, "after", x, y, seed=5)
+        expect(set(served) == {"2"}, f"served by {served}")
+        lc.flush_logs()
+        lc.wait_idle(timeout=60)
+        [summary] = lc.fire_schedule("EvaluateFunction")
+        result = summary["models"]["digits"]
+        local = _save_report(lc, result["report"])
+        notes.append(f"version 2 accuracy in the window {result['versions']['2']['accuracy']:.4f}")
+        notes.append(f"report: {result['report']} (open {local})")
 
 
 def _report(lc: LocalCloud, uri: str) -> dict[str, Any]:
@@ -289,8 +393,8 @@ def two_phase(demo: Demo, lc: LocalCloud, x: Any, y: Any) -> None:
     from liteserve_edge.demo import run_stream
 
     with demo.step("two-phase: edge model on a stream, cloud offline halfway, back, flush") as notes:
-        edge_dir = fetch_model(lc.api_url, "digits-edge", lc.state_dir / "device" / "digits-edge")
-        status, cloud_manifest = http(lc.api_url, "GET", "/v1/models/digits-cloud/artifact/manifest")
+        edge_dir = fetch_model(lc.api_url, "digits-edge", lc.state_dir / "device" / "digits-edge", token=lc.token)
+        status, cloud_manifest = http(Api.of(lc), "GET", "/v1/models/digits-cloud/artifact/manifest")
         expect(status == 200, f"{status} {cloud_manifest}")
         queue = lc.state_dir / "device" / "queue.sqlite"
         queue.unlink(missing_ok=True)
@@ -305,6 +409,7 @@ def two_phase(demo: Demo, lc: LocalCloud, x: Any, y: Any) -> None:
             labels={f"dev-{i:03d}": int(y[i]) for i in range(len(x))},
             cloud_manifest=cloud_manifest,
             emit=lambda line: print(f"      {line}"),
+            token=lc.token,
         )
         expect(lc.gateway is not None, "the API did not come back")
         notes.append(", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict | list))[:200])
@@ -329,7 +434,8 @@ def main(argv: list[str] | None = None) -> int:
             moto_port=args.moto_port,
             schedules=False,
             log_subscriptions=True,
-            parameters={"ShardBytes": "1048576"},  # ~7 shards for the demo's 20 000 rows, to watch them fan out
+            # ~7 shards for the demo's 20 000 rows, to watch them fan out; a 50 % canary judged on 100 labelled rows.
+            parameters={"ShardBytes": "1048576", "CanaryWeight": "0.5", "CanaryMinLabelled": "100"},
         ).start()
     except Exception as exc:
         print(f"error: the local cloud did not start: {exc}", file=sys.stderr)

@@ -184,3 +184,20 @@ def test_a_candidate_whose_file_does_not_match_its_manifest_is_refused(world) ->
     with pytest.raises(Exception, match="sha256"):
         promoter.gate("digits", "2")
     assert deployer.published == []
+
+
+def test_cli_pull_writes_a_checked_model_folder_and_refuses_a_tampered_one(world, tmp_path, monkeypatch, capsys):
+    from liteserve.promotion.__main__ import main
+
+    _, _, registry = world
+    for var, value in (("LITESERVE_BUCKET", "data"), ("LITESERVE_PREDICT_FUNCTION", "f")):
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("LITESERVE_MODEL_LAYER_NAME", "m")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert main(["pull", "--model", "digits", "--version", "2", "--out", str(tmp_path / "ok")]) == 0
+    assert json.loads((tmp_path / "ok" / "digits" / "manifest.json").read_text())["version"] == "2"
+    registry.store.put("models/digits/2/model.tflite", b"tampered")
+    assert main(["pull", "--model", "digits", "--version", "2", "--out", str(tmp_path / "bad")]) == 2
+    assert "sha256" in capsys.readouterr().err
+    assert main(["promote", "--model", "digits", "--version", "7"]) == 1  # no such function: AWS's error, no traceback
+    assert "ResourceNotFound" in capsys.readouterr().err

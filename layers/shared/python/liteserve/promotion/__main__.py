@@ -5,6 +5,7 @@
     python -m liteserve.promotion promote --model digits --version 2   # all traffic to a deployed version
     python -m liteserve.promotion rollback --model digits              # stop the canary / previous primary
     python -m liteserve.promotion status --model digits
+    python -m liteserve.promotion pull --model digits --version 2 --out layers/model/models   # before `sam deploy`
 
 Names come from the environment: LITESERVE_BUCKET, LITESERVE_PREDICT_FUNCTION, LITESERVE_MODEL_LAYER_NAME.
 """
@@ -13,24 +14,30 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 import orjson
+from botocore.exceptions import ClientError
 
+from liteserve.errors import ModelUnavailable
 from liteserve.promotion.service import Promoter, PromotionConfig
+from liteserve.runtime import Model
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run one promotion command; prints its JSON result. Exit 2 on a usage or state error."""
     p = argparse.ArgumentParser(prog="python -m liteserve.promotion", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    for name in ("gate", "canary", "promote", "rollback", "status"):
+    for name in ("gate", "canary", "promote", "rollback", "status", "pull"):
         s = sub.add_parser(name)
         s.add_argument("--model", required=True)
-        if name in ("gate", "canary", "promote"):
+        if name in ("gate", "canary", "promote", "pull"):
             s.add_argument("--version", required=True)
         if name == "canary":
             s.add_argument("--weight", type=float, default=None)
+        if name == "pull":
+            s.add_argument("--out", required=True, help="model root receiving <model>/{model.tflite,manifest.json}")
     args = p.parse_args(argv)
     promoter = Promoter(PromotionConfig.from_env())
     try:
@@ -43,11 +50,18 @@ def main(argv: list[str] | None = None) -> int:
             out = promoter.promote(args.model, args.version)
         elif args.cmd == "rollback":
             out = promoter.rollback(args.model)
+        elif args.cmd == "pull":
+            folder = promoter.registry.download(args.model, args.version, Path(args.out))
+            Model(folder)  # refuses files that do not match the manifest's checksum
+            out = {"pulled": str(folder)}
         else:
             out = promoter.status(args.model)
-    except (LookupError, RuntimeError, ValueError) as e:
+    except (LookupError, RuntimeError, ValueError, ModelUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ClientError as e:  # AWS refused (missing function, alias, permission): say what, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     sys.stdout.write(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
