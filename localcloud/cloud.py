@@ -10,6 +10,7 @@ import sys
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -396,10 +397,10 @@ class LocalCloud:
         """Fault injection: kill ``function``'s containers that are running an invocation; return how many."""
         return self.pools[function].kill_busy()
 
-    def fire_schedule(self, name: str) -> list[Any]:
-        """Fire the schedule(s) named ``name`` now and return the handlers' results."""
+    def fire_schedule(self, name: str, when: datetime | None = None) -> list[Any]:
+        """Fire the schedule(s) named ``name`` now (or as if at ``when``) and return the handlers' results."""
         assert self.sources is not None
-        return self.sources.fire(name)
+        return self.sources.fire(name, when)
 
     def client(self, service: str) -> Any:
         """A boto3 client for the local endpoint."""

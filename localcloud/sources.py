@@ -562,9 +562,10 @@ class Sources:
             raise KeyError(f"no schedule named {name!r} (known: {known})")
         return found
 
-    def fire(self, name: str) -> list[Any]:
-        """Fire matching schedules now, synchronously; return each handler's result (raises InvocationError)."""
-        return [self.targets[s.function].invoke(s.event(self.region)) for s in self.find_schedules(name)]
+    def fire(self, name: str, when: datetime | None = None) -> list[Any]:
+        """Fire matching schedules now (or as if at ``when``), synchronously; return each handler's result (raises
+        InvocationError)."""
+        return [self.targets[s.function].invoke(s.event(self.region, when)) for s in self.find_schedules(name)]
 
     def depths(self) -> dict[str, dict[str, int]]:
         """Visible / in-flight message counts of every template queue and transport queue."""

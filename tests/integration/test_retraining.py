@@ -11,7 +11,8 @@ import os
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,43 @@ def live(cloud: LocalCloud) -> dict | None:
     except s3.exceptions.NoSuchKey:
         return None
     return json.loads(body)
+
+
+def retrain_requests(cloud: LocalCloud) -> Callable[[], list[dict]]:
+    """RetrainRequested events, caught by a rule on the default bus that targets an SQS queue (as on AWS)."""
+    sqs, events = cloud.client("sqs"), cloud.client("events")
+    url = sqs.create_queue(QueueName="test-retrain-requests")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    pattern = {"source": ["liteserve.evaluation"], "detail-type": ["RetrainRequested"]}
+    events.put_rule(Name="test-retrain-requests", EventPattern=json.dumps(pattern))
+    events.put_targets(Rule="test-retrain-requests", Targets=[{"Id": "q", "Arn": arn}])
+
+    def drain() -> list[dict]:
+        got = []
+        while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+            for m in msgs:
+                got.append(json.loads(m["Body"]))
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        return got
+
+    return drain
+
+
+def test_clean_traffic_for_20_evaluation_windows_starts_no_retraining(cloud, data):
+    """Twenty hourly windows, each with fresh clean traffic and its labels: no window asks for retraining."""
+    drain = retrain_requests(cloud)
+    start = datetime.now(UTC) + timedelta(minutes=1)  # after the traffic of each round: inside every window
+    outcomes = []
+    for window in range(20):
+        traffic(cloud, data["test"], f"clean-w{window:02d}", 60, 0.0, seed=100 + window)
+        [summary] = cloud.fire_schedule("EvaluateFunction", start + timedelta(hours=window))
+        result = summary["models"]["digits"]
+        outcomes.append((result["retrain"], result["trigger"], result["versions"]["1"]["labelled"]))
+    assert all(retrain is False and trigger is None for retrain, trigger, _ in outcomes), outcomes
+    assert outcomes[-1][2] == 1200  # every window's look-back holds all the labelled traffic so far
+    assert sum(n >= 500 for _, _, n in outcomes) >= 12  # ... so most windows were real decisions, not "too few"
+    assert drain() == [] and builds(cloud) == []
+    cloud.reset()  # the next test starts from the template's deployment again
 
 
 def test_drift_retrains_once_and_the_candidate_goes_live_through_a_canary(cloud, data, promoter):
