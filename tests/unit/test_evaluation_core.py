@@ -279,6 +279,11 @@ def test_group_skips_other_signatures_and_tolerates_unlabelled_keys():
     assert result["metrics"]["accuracy"] == 1.0
 
 
+class FailingPromoter:
+    def review(self, model: str, scores: dict) -> Verdict:
+        raise RuntimeError("alias routes elsewhere")
+
+
 class RecordingPromoter:
     """Stands in for liteserve.promotion.service.Promoter: records the scores the evaluator hands over."""
 
@@ -339,3 +344,9 @@ def test_a_running_canary_is_reviewed_on_what_each_version_served_since_it_start
     assert report["trigger"] == {"outcome": "canary running"}
     html = s3.get_object(Bucket="data", Key=summary["report"][10:])["Body"].read().decode()
     assert "Canary: version 2 at 50% of traffic" in html
+
+    # A failing review (IAM, a moved alias) is reported; the evaluation itself still completes.
+    failing = Evaluator(config, RetrainPolicy(min_labelled=100), promoter=FailingPromoter())
+    summary = failing.run(T0 + 180, now=T0 + 180)["models"]["digits"]
+    assert summary["canary"]["verdict"] == {"action": "error", "reasons": ["RuntimeError: alias routes elsewhere"]}
+    assert summary["report"].endswith("report.html") and summary["versions"]["2"]["labelled"] == len(keys) - half

@@ -138,7 +138,11 @@ def test_gate_starts_a_canary_records_it_and_promotion_moves_the_alias(world) ->
     assert deployer.served_model_version("2") == "2"  # the new function version serves the candidate's files
     live = registry.live("digits")
     assert live["canary"]["model_version"] == "2" and live["primary"]["model_version"] == "1"
-    assert promoter.gate("digits", "2").action == "defer"  # one canary at a time
+    again = promoter.gate("digits", "2")  # the same request delivered twice: nothing is published again
+    assert (again.action, again.reasons[0], len(deployer.published)) == ("canary", "already decided", 1)
+    for name in ("manifest.json", "model.tflite", "holdout.jsonl"):
+        registry.store.put(f"models/digits/3/{name}", registry.store.read(f"models/digits/2/{name}"))
+    assert promoter.gate("digits", "3").action == "defer"  # one canary at a time
 
     verdict = promoter.review(
         "digits", {"1": {"labelled": 300, "accuracy": 0.7}, "2": {"labelled": 100, "accuracy": 0.9}}
@@ -146,7 +150,7 @@ def test_gate_starts_a_canary_records_it_and_promotion_moves_the_alias(world) ->
     assert verdict.action == "promote"
     assert deployer.alias.primary == "2" and deployer.alias.weights == {}
     steps = [e["step"] for e in json.loads(registry.store.read("models/digits/2/promotion.json"))["events"]]
-    assert steps == ["canary", "gate", "gate", "promote"]
+    assert steps == ["canary", "gate", "promote"]
     assert promoter.review("digits", {}) is None  # nothing running any more
 
     promoter.rollback("digits")  # manual: back to the previous primary
@@ -164,6 +168,10 @@ def test_gate_rejects_a_candidate_short_of_the_margin_and_deploys_nothing(world)
     assert registry.live("digits") is None
     events = json.loads(registry.store.read("models/digits/2/promotion.json"))["events"]
     assert events[0]["action"] == "reject" and events[0]["numbers"]["holdout_rows"] == 360
+    # A repeated retraining request reaches the gate again: the decision stands, even under a laxer policy.
+    promoter.policy = PromotionPolicy(margin=0.0)
+    again = promoter.gate("digits", "2")
+    assert again.action == "reject" and again.reasons[0] == "already decided" and deployer.published == []
 
 
 def test_an_underperforming_canary_is_rolled_back(world) -> None:
@@ -176,6 +184,17 @@ def test_an_underperforming_canary_is_rolled_back(world) -> None:
     assert registry.live("digits")["canary"] is None
     with pytest.raises(LookupError, match="never deployed"):
         promoter.promote("digits", "9")
+    assert promoter.gate("digits", "2").reasons[0] == "already decided"  # rolled back: never a canary again
+
+
+def test_a_routing_record_the_alias_no_longer_matches_is_not_acted_on(world) -> None:
+    promoter, deployer, registry = world
+    promoter.canary_manual("digits", "2", weight=0.5)
+    deployer.alias = Routing("7", {})  # e.g. a sam deploy published version 7 and moved the alias
+    scores = {"1": {"labelled": 200, "accuracy": 0.5}, "2": {"labelled": 120, "accuracy": 0.9}}
+    with pytest.raises(RuntimeError, match=r"live\.json says"):
+        promoter.review("digits", scores)
+    assert deployer.alias == Routing("7", {}) and registry.live("digits")["canary"]["model_version"] == "2"
 
 
 def test_a_candidate_whose_file_does_not_match_its_manifest_is_refused(world) -> None:
@@ -196,8 +215,11 @@ def test_cli_pull_writes_a_checked_model_folder_and_refuses_a_tampered_one(world
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     assert main(["pull", "--model", "digits", "--version", "2", "--out", str(tmp_path / "ok")]) == 0
     assert json.loads((tmp_path / "ok" / "digits" / "manifest.json").read_text())["version"] == "2"
+    good = (tmp_path / "ok" / "digits" / "model.tflite").read_bytes()
     registry.store.put("models/digits/2/model.tflite", b"tampered")
-    assert main(["pull", "--model", "digits", "--version", "2", "--out", str(tmp_path / "bad")]) == 2
+    assert main(["pull", "--model", "digits", "--version", "2", "--out", str(tmp_path / "ok")]) == 2
     assert "sha256" in capsys.readouterr().err
+    assert (tmp_path / "ok" / "digits" / "model.tflite").read_bytes() == good  # the good copy was not touched
+    assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["digits"]  # no temporary folder left behind
     assert main(["promote", "--model", "digits", "--version", "7"]) == 1  # no such function: AWS's error, no traceback
     assert "ResourceNotFound" in capsys.readouterr().err

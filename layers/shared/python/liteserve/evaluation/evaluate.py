@@ -7,6 +7,7 @@ EventBridge.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from liteserve.manifest import Manifest
 from liteserve.promotion.registry import Registry
 from liteserve.promotion.service import Promoter
 
+logger = logging.getLogger(__name__)
 RESEND_AFTER_S = 900  # a claimed window whose event was never marked sent is re-sent by a later run after this
 
 
@@ -248,13 +250,16 @@ class Evaluator:
         self.bus = EventBus(config.event_bus, source="liteserve.evaluation")
         self.registry = Registry(self.store)
         self.promoter = promoter
+        self._references: dict[tuple[str, str], Manifest | None] = {}
 
     def reference(self, model: str, version: str, layer: Manifest) -> Manifest:
         """The manifest a version is judged against: the layer's when it is that version, else the registry's
         (a retrained version: its own validation accuracy and training statistics), else the layer's."""
         if version == layer.version:
             return layer
-        return self.registry.manifest(model, version) or layer
+        if (model, version) not in self._references:  # one registry read per version and run
+            self._references[(model, version)] = self.registry.manifest(model, version)
+        return self._references[(model, version)] or layer
 
     def load_predictions(self, window: Window) -> tuple[list[dict[str, Any]], int]:
         """Records made in the window, from the hour folders around it (Firehose files a record by arrival)."""
@@ -272,6 +277,7 @@ class Evaluator:
     def run(self, fire_time: float, now: float | None = None) -> dict[str, Any]:
         """Evaluate the window of a schedule fire; returns a summary per model."""
         now = time.time() if now is None else now
+        self._references = {}  # a version registered since the last run is seen
         window = Window.at(fire_time, self.config.lookback_hours, self.config.align_seconds)
         records, bad = self.load_predictions(window)
         received = {str(item["key"]): item for item in self.labels.received(window.start, max(now, window.end))}
@@ -399,7 +405,13 @@ class Evaluator:
         if self.promoter is None:
             out["verdict"] = {"action": "wait", "reasons": ["no promoter configured (LITESERVE_PREDICT_FUNCTION)"]}
             return out
-        verdict = self.promoter.review(model, scores)
+        try:
+            verdict = self.promoter.review(model, scores)
+        except (ClientError, LookupError, RuntimeError) as e:
+            # The evaluation (report, metrics) must not be lost to a failed alias update: report it instead.
+            logger.exception("canary review failed")
+            out["verdict"] = {"action": "error", "reasons": [f"{type(e).__name__}: {e}"]}
+            return out
         out["verdict"] = verdict.as_dict() if verdict else None
         return out
 

@@ -13,7 +13,9 @@ Names come from the environment: LITESERVE_BUCKET, LITESERVE_PREDICT_FUNCTION, L
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,19 @@ from botocore.exceptions import ClientError
 from liteserve.errors import ModelUnavailable
 from liteserve.promotion.service import Promoter, PromotionConfig
 from liteserve.runtime import Model
+
+
+def pull(promoter: Promoter, model: str, version: str, out: Path) -> Path:
+    """Fetch a registered version into `out/<model>/`, replacing files only once their checksum is verified."""
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".pull-", dir=out) as tmp:
+        folder = promoter.registry.download(model, version, Path(tmp))
+        Model(folder)  # refuses files that do not match the manifest's checksum
+        target = out / model
+        target.mkdir(exist_ok=True)
+        for f in folder.iterdir():
+            os.replace(f, target / f.name)
+    return target
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,9 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "rollback":
             out = promoter.rollback(args.model)
         elif args.cmd == "pull":
-            folder = promoter.registry.download(args.model, args.version, Path(args.out))
-            Model(folder)  # refuses files that do not match the manifest's checksum
-            out = {"pulled": str(folder)}
+            out = {"pulled": str(pull(promoter, args.model, args.version, Path(args.out)))}
         else:
             out = promoter.status(args.model)
     except (LookupError, RuntimeError, ValueError, ModelUnavailable) as e:

@@ -79,6 +79,10 @@ class Registry:
         body = orjson.dumps(record, option=orjson.OPT_INDENT_2)
         self.store.put(prefix(model) + "live.json", body, "application/json")
 
+    def events(self, model: str, version: str) -> list[dict[str, Any]]:
+        """The decisions recorded for a version so far (oldest first)."""
+        return (self._json(prefix(model, version) + "promotion.json") or {}).get("events", [])
+
     def record(self, model: str, version: str, entry: dict[str, Any]) -> dict[str, Any]:
         """Append one decision (gate, canary, promote, rollback, reject) to the version's promotion.json."""
         key = prefix(model, version) + "promotion.json"

@@ -81,8 +81,15 @@ class Promoter:
         }
 
     def gate(self, model: str, version: str) -> Verdict:
-        """Score the candidate and the live primary on the candidate's holdout; start a canary or reject."""
+        """Score the candidate and the live primary on the candidate's holdout; start a canary or reject.
+
+        Once per version: a repeated retraining request (EventBridge delivers at least once) finds the earlier
+        decision and returns it, so a rejected or rolled-back candidate never comes back as a canary."""
+        decided = [e for e in self.registry.events(model, version) if e.get("action") in ("canary", "reject")]
+        if decided:
+            return Verdict(decided[-1]["action"], ["already decided", *decided[-1].get("reasons", [])])
         live = self._live(model)
+        self._check_routing(live)
         if live.get("canary"):
             verdict = Verdict("defer", [f"canary {live['canary']['model_version']} is still under review"])
             self.registry.record(model, version, {"step": "gate", **verdict.as_dict()})
@@ -143,12 +150,24 @@ class Promoter:
         )
         self.registry.record(model, version, {"step": "canary", "function_version": fv, "layer": layer_arn})
 
+    def _check_routing(self, live: dict[str, Any]) -> None:
+        """Refuse to act on a routing record the alias no longer matches (e.g. a `sam deploy` moved `live` since)."""
+        routing = self.deployer.routing()
+        canary = live.get("canary")
+        expected = (live["primary"]["function_version"], [canary["function_version"]] if canary else [])
+        if (routing.primary, sorted(routing.weights)) != expected:
+            raise RuntimeError(
+                f"alias {self.config.alias} routes to {routing.primary} + {routing.weights}, but the registry's "
+                f"live.json says {expected[0]} + {expected[1]}: fix by hand (`status`, then `promote` or `rollback`)"
+            )
+
     def review(self, model: str, since_canary: dict[str, dict[str, Any]]) -> Verdict | None:
         """Judge the running canary on per-version `{"labelled", "accuracy"}` of predictions made since it started
         (keyed by model version); promote or roll back. None when no canary runs."""
         live = self.registry.live(model)
         if not live or not live.get("canary"):
             return None
+        self._check_routing(live)
         canary, primary = live["canary"], live["primary"]
         verdict = review_canary(
             since_canary.get(primary["model_version"]), since_canary.get(canary["model_version"]), self.policy
@@ -170,7 +189,7 @@ class Promoter:
         for past in live.get("previous") or []:
             known.setdefault(past["model_version"], past)
         if version not in known:
-            raise LookupError(f"{model} {version} was never deployed; run the gate (or `promote --canary`) first")
+            raise LookupError(f"{model} {version} was never deployed; run the gate (or the `canary` command) first")
         target = {k: known[version][k] for k in ("model_version", "function_version")}
         self.deployer.route(target["function_version"])
         previous = [p for p in [live["primary"], *(live.get("previous") or [])] if p["model_version"] != version]
@@ -203,6 +222,7 @@ class Promoter:
     def canary_manual(self, model: str, version: str, weight: float | None = None) -> dict[str, Any]:
         """Deploy a registered version as a canary without the gate (manual override; recorded as such)."""
         live = self._live(model)
+        self._check_routing(live)
         if live.get("canary"):
             raise RuntimeError(f"canary {live['canary']['model_version']} is still running: promote or roll back")
         base_arn, base_zip = self.deployer.model_layer_zip(live["primary"]["function_version"])
