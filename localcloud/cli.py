@@ -227,13 +227,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cloud.start()
-    control = _control_server(cloud, args.host, args.control_port)
+    # Loopback only, whatever --host says: the control port is not behind the API token and can invoke anything.
+    control = _control_server(cloud, "127.0.0.1", args.control_port)
     threading.Thread(target=control.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     info = {
         "pid": os.getpid(),
         "api_url": cloud.api_url,
         "endpoint_url": cloud.endpoint_url,
-        "control_url": f"http://{args.host}:{control.server_address[1]}",
+        "control_url": f"http://127.0.0.1:{control.server_address[1]}",
         "template": str(cloud.template_path),
         "state_dir": str(cloud.state_dir),
         "token_file": str(token_path(args.state_dir).resolve()) if token_path(args.state_dir).exists() else None,

@@ -24,6 +24,7 @@ from localcloud.cloud import LocalCloud
 
 REPO = Path(__file__).resolve().parents[1]
 EVENTS = REPO / "events" / "predict"
+SHARED = REPO / "layers" / "shared" / "python"
 
 
 class StepFailed(Exception):
@@ -251,9 +252,6 @@ def evaluation(
 ) -> None:
     """Labels by key, a scheduled evaluation of clean traffic, then drifted traffic that asks for retraining."""
 
-    # The drift generator is client-side code of the serving package (layers/shared/python), not a handler.
-    sys.path.insert(0, str(REPO / "layers" / "shared" / "python"))
-
     # Ground truth arrives for part of the traffic, as it would in production.
     labels = {**online_keys, **dict(list(batch_keys.items())[:3000])}
     with demo.step("labels: POST /v1/labels and a labels/ file with a bad row") as notes:
@@ -296,6 +294,10 @@ def drift_traffic(lc: LocalCloud, name: str, x: Any, y: Any, seed: int, chunk: i
     """Keyed V2 requests of drifted digits (`chunk` rows each: the alias picks a version per request), then their
     labels; returns how many rows each model version served."""
     import numpy as np
+
+    # The drift generator is client-side code of the serving package (layers/shared/python), not a handler.
+    if str(SHARED) not in sys.path:
+        sys.path.insert(0, str(SHARED))
     from liteserve.evaluation.scenario import corrupt
 
     drifted = corrupt(np.asarray(x), 0.6, np.random.default_rng(seed), DRIFT_KINDS)

@@ -26,6 +26,19 @@ def default_token() -> str | None:
     return os.environ.get(TOKEN_ENV, "").strip() or None
 
 
+class _DropAuthAcrossOrigins(urllib.request.HTTPRedirectHandler):
+    """urllib copies every header to a redirect's target; the token must not follow one to another origin."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and urllib.parse.urlsplit(newurl)[:2] != urllib.parse.urlsplit(req.full_url)[:2]:
+            new.remove_header("Authorization")
+        return new
+
+
+_OPENER = urllib.request.build_opener(_DropAuthAcrossOrigins)
+
+
 class CloudError(Exception):
     """Base class of cloud call failures."""
 
@@ -140,7 +153,7 @@ class CloudClient:
             self.stats.attempts += 1
             req = urllib.request.Request(url, data=body, method=method, headers=headers)
             try:
-                with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                with _OPENER.open(req, timeout=self.timeout) as resp:
                     return resp.read(), {k.lower(): v for k, v in resp.headers.items()}
             except urllib.error.HTTPError as exc:
                 message = _error_message(exc)

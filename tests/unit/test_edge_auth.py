@@ -37,6 +37,12 @@ class Server:
                 server.seen.append((self.path, given))
                 if given != f"Bearer {TOKEN}":
                     status, out = 401, b'{"message":"Unauthorized"}'
+                elif self.path.startswith("/redirect?to="):  # e.g. an artifact route answering with a presigned URL
+                    self.send_response(302)
+                    self.send_header("location", self.path.split("=", 1)[1])
+                    self.send_header("content-length", "0")
+                    self.end_headers()
+                    return
                 elif self.path.endswith("/artifact/manifest"):
                     status, out = 200, (EDGE_DIR / "manifest.json").read_bytes()
                 elif self.path.endswith("/artifact"):
@@ -99,6 +105,19 @@ def test_the_token_goes_only_to_the_endpoint_origin(server: Server, tmp_path: Pa
         other.httpd.shutdown()
         other.httpd.server_close()
     assert server.seen == [("/v1/models/digits-edge/artifact/manifest", f"Bearer {TOKEN}")]
+    assert other.seen == [("/file/artifact", None)]
+
+
+def test_the_token_does_not_follow_a_redirect_to_another_origin(server: Server) -> None:
+    other = Server()
+    try:
+        with pytest.raises(CloudRejected):
+            client = CloudClient(server.url, "digits", token=TOKEN, retries=0)
+            client.request("GET", f"/redirect?to={other.url}/file/artifact")
+    finally:
+        other.httpd.shutdown()
+        other.httpd.server_close()
+    assert server.seen == [(f"/redirect?to={other.url}/file/artifact", f"Bearer {TOKEN}")]
     assert other.seen == [("/file/artifact", None)]
 
 
