@@ -15,17 +15,13 @@ from typing import Any, Literal
 import boto3
 import orjson
 from botocore.exceptions import ClientError
+from liteserve.promotion.registry import prefix  # one layout for the job that writes and the gate that reads
 
 CLAIM_FILE = "claim.json"
 MANIFEST_FILE = "manifest.json"
 # Upload order: the manifest (the completion marker) goes last.
 ARTIFACTS = ("model.tflite", "float.tflite", "metrics.json", "holdout.jsonl", MANIFEST_FILE)
 _LOST_RACE = ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
-
-
-def prefix(model: str, version: str | None = None) -> str:
-    """`models/<name>/` or `models/<name>/<version>/`."""
-    return f"models/{model}/" if version is None else f"models/{model}/{version}/"
 
 
 @dataclass(frozen=True)
