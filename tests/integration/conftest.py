@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import pytest
 
 from localcloud import LocalCloud
@@ -90,3 +93,39 @@ def objects(lc: LocalCloud, bucket_lid: str, prefix: str) -> dict[str, Any]:
         for o in page.get("Contents", []):
             out[o["Key"]] = json.loads(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
     return out
+
+
+class Events:
+    """RetrainRequested events, caught by a rule on the default bus that targets an SQS queue."""
+
+    def __init__(self, cloud: LocalCloud) -> None:
+        self.sqs, events = cloud.client("sqs"), cloud.client("events")
+        self.url = self.sqs.create_queue(QueueName="test-retrain-requests")["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        pattern = {"source": ["liteserve.evaluation"], "detail-type": ["RetrainRequested"]}
+        events.put_rule(Name="test-retrain-requests", EventPattern=json.dumps(pattern))
+        events.put_targets(Rule="test-retrain-requests", Targets=[{"Id": "q", "Arn": arn}])
+
+    def drain(self) -> list[dict]:
+        got = []
+        while True:
+            msgs = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            if not msgs.get("Messages"):
+                return got
+            for m in msgs["Messages"]:
+                got.append(json.loads(m["Body"]))
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+
+
+def post(cloud: LocalCloud, path: str, body: object) -> tuple[int, dict]:
+    """POST a JSON body (numpy arrays allowed) to the local API with the cloud's token; status and parsed answer."""
+    req = urllib.request.Request(
+        f"{cloud.api_url}{path}", data=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), method="POST"
+    )
+    req.add_header("content-type", "application/json")
+    req.add_header("authorization", auth(cloud)["authorization"])
+    try:
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())

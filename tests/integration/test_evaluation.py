@@ -8,8 +8,6 @@ from __future__ import annotations
 import gzip
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,7 +17,7 @@ from liteserve.evaluation.logship import matches
 from liteserve.evaluation.scenario import corrupt
 
 from localcloud import LocalCloud
-from tests.integration.conftest import auth, project_cloud, wait_for
+from tests.integration.conftest import Events, post, project_cloud, wait_for
 
 pytestmark = pytest.mark.integration
 MIN_LABELLED = 200
@@ -46,41 +44,6 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 
     s = split()
     return s.x_test, s.y_test
-
-
-class Events:
-    """RetrainRequested events, caught by a rule on the default bus that targets an SQS queue."""
-
-    def __init__(self, cloud: LocalCloud) -> None:
-        self.sqs, events = cloud.client("sqs"), cloud.client("events")
-        self.url = self.sqs.create_queue(QueueName="test-retrain-requests")["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        pattern = {"source": ["liteserve.evaluation"], "detail-type": ["RetrainRequested"]}
-        events.put_rule(Name="test-retrain-requests", EventPattern=json.dumps(pattern))
-        events.put_targets(Rule="test-retrain-requests", Targets=[{"Id": "q", "Arn": arn}])
-
-    def drain(self) -> list[dict]:
-        got = []
-        while True:
-            msgs = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
-            if not msgs.get("Messages"):
-                return got
-            for m in msgs["Messages"]:
-                got.append(json.loads(m["Body"]))
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
-
-
-def post(cloud: LocalCloud, path: str, body: object) -> tuple[int, dict]:
-    req = urllib.request.Request(
-        f"{cloud.api_url}{path}", data=orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY), method="POST"
-    )
-    req.add_header("content-type", "application/json")
-    req.add_header("authorization", auth(cloud)["authorization"])
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def predict_online(cloud: LocalCloud, keys: list[str], x: np.ndarray) -> dict[str, int]:

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
-import orjson
 import pytest
 from liteserve.evaluation.scenario import corrupt
 from liteserve.promotion.decide import PromotionPolicy
 from liteserve.promotion.service import Promoter, PromotionConfig
 
 from localcloud import LocalCloud
-from tests.integration.conftest import auth, project_cloud, wait_for
+from tests.integration.conftest import Events, post, project_cloud, wait_for
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -89,20 +86,10 @@ def infer(cloud: LocalCloud, keys: list[str], x: np.ndarray, chunk: int = 20) ->
                 {"name": "x", "datatype": "FP32", "shape": [len(k), 64], "data": rows.reshape(-1).tolist()},
             ]
         }
-        status, doc = call(cloud, "/v2/models/digits/infer", body)
+        status, doc = post(cloud, "/v2/models/digits/infer", body)
         assert status == 200, doc
         served[doc["model_version"]] += len(k)
     return served
-
-
-def call(cloud: LocalCloud, path: str, body: object) -> tuple[int, dict]:
-    req = urllib.request.Request(f"{cloud.api_url}{path}", data=orjson.dumps(body), method="POST", headers=auth(cloud))
-    req.add_header("content-type", "application/json")
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read())
 
 
 def traffic(cloud: LocalCloud, data: tuple, name: str, n: int, severity: float, seed: int) -> Counter:
@@ -114,7 +101,7 @@ def traffic(cloud: LocalCloud, data: tuple, name: str, n: int, severity: float, 
     keys = [f"{name}-{i:05d}" for i in range(n)]
     served = infer(cloud, keys, x)
     labels = [{"key": k, "label": str(int(v))} for k, v in zip(keys, y_all[idx], strict=True)]
-    status, doc = call(cloud, "/v1/labels", labels)
+    status, doc = post(cloud, "/v1/labels", labels)
     assert status == 200, doc
     cloud.flush_logs()
     cloud.wait_idle(timeout=60)
@@ -139,29 +126,9 @@ def live(cloud: LocalCloud) -> dict | None:
     return json.loads(body)
 
 
-def retrain_requests(cloud: LocalCloud) -> Callable[[], list[dict]]:
-    """RetrainRequested events, caught by a rule on the default bus that targets an SQS queue (as on AWS)."""
-    sqs, events = cloud.client("sqs"), cloud.client("events")
-    url = sqs.create_queue(QueueName="test-retrain-requests")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    pattern = {"source": ["liteserve.evaluation"], "detail-type": ["RetrainRequested"]}
-    events.put_rule(Name="test-retrain-requests", EventPattern=json.dumps(pattern))
-    events.put_targets(Rule="test-retrain-requests", Targets=[{"Id": "q", "Arn": arn}])
-
-    def drain() -> list[dict]:
-        got = []
-        while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
-            for m in msgs:
-                got.append(json.loads(m["Body"]))
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-        return got
-
-    return drain
-
-
 def test_clean_traffic_for_20_evaluation_windows_starts_no_retraining(cloud, data):
     """Twenty hourly windows, each with fresh clean traffic and its labels: no window asks for retraining."""
-    drain = retrain_requests(cloud)
+    events = Events(cloud)
     start = datetime.now(UTC) + timedelta(minutes=1)  # after the traffic of each round: inside every window
     outcomes = []
     for window in range(20):
@@ -172,7 +139,7 @@ def test_clean_traffic_for_20_evaluation_windows_starts_no_retraining(cloud, dat
     assert all(retrain is False and trigger is None for retrain, trigger, _ in outcomes), outcomes
     assert outcomes[-1][2] == 1200  # every window's look-back holds all the labelled traffic so far
     assert sum(n >= 500 for _, _, n in outcomes) >= 12  # ... so most windows were real decisions, not "too few"
-    assert drain() == [] and builds(cloud) == []
+    assert events.drain() == [] and builds(cloud) == []
     cloud.reset()  # the next test starts from the template's deployment again
 
 
