@@ -19,7 +19,8 @@ def lambda_handler(event: S3Event, context: Any) -> dict[str, Any]:
     """One planning summary per record."""
     summaries = []
     for record in event.records:
-        summary = pipeline.split(unquote_plus(record.s3.get_object.key))  # S3 event keys arrive URL-encoded
+        obj = record.s3.get_object
+        summary = pipeline.split(unquote_plus(obj.key), obj.get("sequencer") or "")  # keys arrive URL-encoded
         logger.info("planned", extra=summary)
         summaries.append(summary)
     return {"jobs": summaries}

@@ -15,6 +15,7 @@ from liteserve.observability import logger
 labels = LabelStore(os.environ["LITESERVE_LABELS_TABLE"])
 objects = ObjectStore(os.environ["LITESERVE_BUCKET"])
 MAX_BODY = int(os.environ.get("LITESERVE_MAX_BODY_BYTES", 6 * 1024 * 1024))
+MAX_FILE_BYTES = int(os.environ.get("LITESERVE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3))  # as for batch files
 
 
 @logger.inject_lambda_context
@@ -22,7 +23,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """S3 notification -> per-file summaries; HTTP API payload v2.0 event -> Lambda proxy response."""
     if "Records" in event:
         summaries = [
-            ingest_object(labels, objects, r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"]))
+            ingest_object(
+                labels, objects, r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"]), MAX_FILE_BYTES
+            )
             for r in event["Records"]
         ]
         for summary in summaries:

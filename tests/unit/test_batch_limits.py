@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,22 +31,39 @@ class Endless:
             yield self.chunk
 
 
-def test_a_stream_without_line_ends_stops_at_the_line_limit():
-    stream = Endless(b"\0")
-    with pytest.raises(LineTooLong, match="line 1 is longer than 100000 bytes"):
-        list(cut_shards(stream, 4096, max_line_bytes=100_000))
-    assert stream.consumed <= 4096 + 100_000 + 64 * 1024  # bounded: not "read on until the line ends"
-
-
-def test_the_line_limit_names_the_long_line():
-    rows = b"a\n" * 10
+def test_an_over_long_line_is_skipped_to_its_newline_with_bounded_memory():
+    long_line = Endless(b"\0")  # 12.8 MB without a line end, then two rows
 
     def chunks() -> Iterator[bytes]:
-        yield rows
-        yield from Endless(b"x", 512)
+        for chunk, _ in zip(long_line, range(200), strict=False):
+            yield chunk
+        yield b"\nok\nfine\n"
 
-    with pytest.raises(LineTooLong, match="line 11 is longer"):
-        list(cut_shards(chunks(), 100, max_line_bytes=1000, first_line=1))
+    tracemalloc.start()
+    try:
+        shards = list(cut_shards(chunks(), 4096, max_line_bytes=100_000))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4096 + 100_000 + 3 * 64 * 1024  # not "read on until the line ends"
+    assert [(s.index, s.first_line, s.skipped, s.data) for s in shards] == [(0, 2, [1], b"ok\nfine\n")]
+    assert shards[0].start == 200 * 64 * 1024 + 1  # byte offsets still match the source
+
+
+def test_the_skipped_line_is_named_wherever_it_falls():
+    rows = b"a\n" * 10
+
+    def chunks(tail: bytes) -> Iterator[bytes]:
+        yield rows
+        yield from (b"x" * 512 for _ in range(10))
+        yield tail
+
+    shards = list(cut_shards(chunks(b"\nb\n"), 100, max_line_bytes=1000, first_line=1))
+    assert [(s.first_line, s.skipped, s.data) for s in shards] == [(1, [], rows), (12, [11], b"b\n")]
+    assert shards[1].start == len(rows) + 5120 + 1
+    # at the very end of a file the last shard carries it with no data
+    shards = list(cut_shards(chunks(b""), 100, max_line_bytes=1000, first_line=1))
+    assert [(s.first_line, s.skipped, s.data) for s in shards] == [(1, [], rows), (11, [11], b"")]
 
 
 def test_a_long_line_within_the_limit_stays_whole():
@@ -82,14 +100,14 @@ def test_the_decompression_cap_fails_a_gzip_bomb_and_spares_plain_files(capped):
         "inflates to more than 100000 bytes (the decompression cap)" in capped.split("incoming/bomb.jsonl.gz")["failed"]
     )
     run_all(capped, drain(capped))  # shards sent before the cap was hit change nothing
-    assert capped.jobs.get("bomb").state == "FAILED"
-    assert "the decompression cap" in orjson.loads(read("results/bomb/_FAILED"))["reasons"][0]
+    assert capped.jobs.get("bomb.jsonl.gz").state == "FAILED"
+    assert "the decompression cap" in orjson.loads(read("results/bomb.jsonl.gz/_FAILED"))["reasons"][0]
 
     lines, valid, _ = make_rows(300)  # ~200 KB, above the cap: not compressed, so not capped
     put("incoming/plain.jsonl", b"\n".join(lines) + b"\n")
     capped.split("incoming/plain.jsonl")
     run_all(capped, drain(capped))
-    manifest = orjson.loads(read("results/plain/_SUCCESS"))
+    manifest = orjson.loads(read("results/plain.jsonl/_SUCCESS"))
     assert manifest["counts"]["rows_predicted"] == len(valid)
 
 

@@ -91,16 +91,29 @@ def read(key: str) -> bytes:
     return boto3.client("s3").get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
+def manifest(job: str) -> dict | None:
+    """The job's published manifest (`_SUCCESS` or `_FAILED`), or None while none is published."""
+    for marker in ("_SUCCESS", "_FAILED"):
+        try:
+            return orjson.loads(read(f"results/{job}/{marker}"))
+        except boto3.client("s3").exceptions.NoSuchKey:
+            continue
+    return None
+
+
+def uri_key(uri: str) -> str:
+    return uri.removeprefix(f"s3://{BUCKET}/")
+
+
 def outputs(job: str) -> tuple[list[dict], list[dict]]:
-    s3 = boto3.client("s3")
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"results/{job}/").get("Contents", [])]
-    parts = [
-        orjson.loads(line)
-        for k in sorted(keys)
-        if "/part-" in k and "/errors/" not in k
-        for line in read(k).splitlines()
-    ]
-    errors = [orjson.loads(line) for k in sorted(keys) if "/errors/" in k for line in read(k).splitlines()]
+    """What the published manifest points at: its parts' rows and its error parts' records (none while no run is
+    published)."""
+    found = manifest(job)
+    if found is None:
+        return [], []
+    out = found["output"]
+    parts = [orjson.loads(line) for uri in out["parts"] for line in read(uri_key(uri)).splitlines()]
+    errors = [orjson.loads(line) for uri in out["errors"] for line in read(uri_key(uri)).splitlines()]
     return parts, errors
 
 
@@ -117,7 +130,7 @@ def test_end_to_end_every_valid_key_once_with_the_online_prediction(pipeline, mo
     assert summary["shards"] == len(messages) > 1
     random.Random(1).shuffle(messages)
     run_all(pipeline, messages)
-    parts, errors = outputs("job1")
+    parts, errors = outputs("job1.jsonl")
     assert sorted(p["key"] for p in parts) == sorted(valid)
     assert sorted(e["line"] for e in errors) == sorted(bad)
     assert all("expected 64 values, got 10" in e["error"] for e in errors)
@@ -127,7 +140,7 @@ def test_end_to_end_every_valid_key_once_with_the_online_prediction(pipeline, mo
     assert [p["class_id"] for p in parts] == ref["class_id"].tolist()
     np.testing.assert_array_equal(np.asarray([p["probabilities"] for p in parts], np.float32), ref["probabilities"])
     assert {p["model_version"] for p in parts} == {model.version}
-    manifest = orjson.loads(read("results/job1/_SUCCESS"))
+    manifest = orjson.loads(read("results/job1.jsonl/_SUCCESS"))
     assert manifest["state"] == "SUCCEEDED"
     assert manifest["counts"] == {"rows_in": 600, "rows_predicted": len(valid), "rows_rejected": len(bad)}
     assert manifest["shards"] == {"total": len(messages), "done": len(messages), "failed": []}
@@ -137,12 +150,12 @@ def test_duplicate_notifications_and_deliveries_change_nothing(pipeline):
     lines, valid, _ = make_rows(300)
     put("incoming/dup.jsonl", b"\n".join(lines))
     pipeline.split("incoming/dup.jsonl")
-    assert pipeline.split("incoming/dup.jsonl") == {"job_id": "dup", "duplicate": True}
+    assert pipeline.split("incoming/dup.jsonl") == {"job_id": "dup.jsonl", "duplicate": True}
     messages = drain(pipeline)
     run_all(pipeline, messages[:1] + messages + messages)  # every shard delivered twice, one three times
-    parts, _ = outputs("dup")
+    parts, _ = outputs("dup.jsonl")
     assert sorted(p["key"] for p in parts) == sorted(valid)
-    job = pipeline.jobs.get("dup")
+    job = pipeline.jobs.get("dup.jsonl")
     assert job.state == "SUCCEEDED"
     assert job.counts["rows_predicted"] == 300
 
@@ -165,9 +178,9 @@ def test_worker_killed_after_writing_before_counting(pipeline, monkeypatch):
     with pytest.raises(RuntimeError):
         pipeline.run_shard(messages[0])
     run_all(pipeline, messages)  # the retry of shard 0 comes with the rest
-    parts, _ = outputs("crash")
+    parts, _ = outputs("crash.jsonl")
     assert sorted(p["key"] for p in parts) == sorted(valid)
-    assert pipeline.jobs.get("crash").state == "SUCCEEDED"
+    assert pipeline.jobs.get("crash.jsonl").state == "SUCCEEDED"
 
 
 def test_poison_shard_fails_the_job_naming_it_and_keeps_the_rest(pipeline):
@@ -176,20 +189,20 @@ def test_poison_shard_fails_the_job_naming_it_and_keeps_the_rest(pipeline):
     pipeline.split("incoming/poison.jsonl")
     messages = sorted(drain(pipeline), key=lambda m: m["shard"])
     run_all(pipeline, messages[1:])
-    assert pipeline.jobs.get("poison").state == "RUNNING"
+    assert pipeline.jobs.get("poison.jsonl").state == "RUNNING"
     pipeline.shard_dead(messages[0])
     pipeline.shard_dead(messages[0])  # the DLQ may deliver twice too
-    failed = orjson.loads(read("results/poison/_FAILED"))
+    failed = orjson.loads(read("results/poison.jsonl/_FAILED"))
     assert failed["state"] == "FAILED"
     assert failed["shards"]["failed"] == [0]
     assert "shard 0" in failed["reasons"][0]
-    parts, _ = outputs("poison")
+    parts, _ = outputs("poison.jsonl")
     start, end = next(m for m in messages if m["shard"] == 0)["range"]
     shard0 = {orjson.loads(line)["key"] for line in read("incoming/poison.jsonl")[start : end + 1].splitlines()}
     assert 0 < len(shard0) < 300
     assert sorted(p["key"] for p in parts) == sorted(set(valid) - shard0)  # the other shards' results stay
     pipeline.run_shard(messages[0])  # a late success of the dead shard changes nothing
-    assert pipeline.jobs.get("poison").state == "FAILED"
+    assert pipeline.jobs.get("poison.jsonl").state == "FAILED"
 
 
 def test_duplicate_keys_first_valid_occurrence_wins_across_shards(pipeline):
@@ -200,7 +213,7 @@ def test_duplicate_keys_first_valid_occurrence_wins_across_shards(pipeline):
     put("incoming/keys.jsonl", b"\n".join(orjson.dumps(r) for r in rows))
     pipeline.split("incoming/keys.jsonl")
     run_all(pipeline, drain(pipeline))
-    parts, errors = outputs("keys")
+    parts, errors = outputs("keys.jsonl")
     keys = [p["key"] for p in parts]
     assert len(keys) == len(set(keys)) == 397
     assert "k399" in keys
@@ -218,13 +231,14 @@ def test_csv_and_gzip_and_ordered_and_cache(pipeline):
     put("incoming/table.csv.gz", gzip.compress("\n".join(csv_rows).encode()), ordered="true", cache="true")
     pipeline.split("incoming/table.csv.gz")
     run_all(pipeline, drain(pipeline))
-    ordered = [orjson.loads(line)["key"] for line in read("results/table/ordered.jsonl").splitlines()]
+    ordered_uri = manifest("table.csv.gz")["output"]["ordered"]
+    ordered = [orjson.loads(line)["key"] for line in read(uri_key(ordered_uri)).splitlines()]
     assert ordered == keys
-    _, errors = outputs("table")
+    _, errors = outputs("table.csv.gz")
     assert errors == [{"line": len(csv_rows), "key": "broken", "error": "expected 65 columns, got 3"}]
     cached = pipeline.cache.get(keys[7])
     assert cached["key"] == keys[7]
-    assert cached["job_id"] == "table"
+    assert cached["job_id"] == "table.csv.gz"
     assert "class_id" in cached
 
 
@@ -243,7 +257,7 @@ def test_edge_files(pipeline, key, body, metadata, reason):
     put(key, body, **metadata)
     pipeline.split(key)
     run_all(pipeline, drain(pipeline))
-    job_id = key.removeprefix("incoming/").split(".")[0]
+    job_id = key.removeprefix("incoming/")
     job = pipeline.jobs.get(job_id)
     if reason:
         assert job.state == "FAILED"
@@ -265,10 +279,10 @@ def test_redrop_new_content_replaces_the_run_and_force_reruns(pipeline):
     put("incoming/again.jsonl", b'{"key": "b", "x": ' + orjson.dumps([0.1] * 64) + b"}\n")
     pipeline.split("incoming/again.jsonl")
     old = drain(pipeline)
-    parts, _ = outputs("again")
+    parts, _ = outputs("again.jsonl")
     assert parts == []  # the old run's outputs are gone before the new run writes
     run_all(pipeline, old)
-    assert [p["key"] for p in outputs("again")[0]] == ["b"]
+    assert [p["key"] for p in outputs("again.jsonl")[0]] == ["b"]
     assert pipeline.split("incoming/again.jsonl")["duplicate"] is True
     boto3.client("s3").copy_object(
         Bucket=BUCKET,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from urllib.parse import unquote
 
 from liteserve.batch.jobs import Pipeline
-from liteserve.errors import MethodNotAllowed, NotFound
+from liteserve.batch.storage import MAX_DYNAMODB_KEY_BYTES, key_bytes
+from liteserve.errors import BadRequest, MethodNotAllowed, NotFound
 from liteserve.http import Request
 from liteserve.service import Result
 
@@ -27,6 +28,8 @@ def handle(pipeline: Pipeline, request: Request) -> Result:
             raise NotFound(f"batch job '{job_id}' not found")
         return Result(200, pipeline.describe(job))
     key = unquote(path[len(PREDICTIONS) :])
+    if key_bytes(key) > MAX_DYNAMODB_KEY_BYTES:
+        raise BadRequest(f"key is {key_bytes(key)} bytes; cached keys are at most {MAX_DYNAMODB_KEY_BYTES} bytes")
     found = pipeline.cache.get(key) if pipeline.cache is not None else None
     if found is None:
         # Deliberately no live fallback: this path is the precomputed (batch) side of the lambda architecture.

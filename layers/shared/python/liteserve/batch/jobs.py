@@ -1,26 +1,44 @@
 """The batch pipeline: plan a dropped file into shard messages, run one shard, settle a dead shard, finalize a job.
 
 Plain Python over the adapters in `storage`, so every step can be driven by a handler, a test or a benchmark.
-Guarantees: every valid key appears exactly once in the output whatever is retried or duplicated, because
-(1) planning is deterministic for an ETag, (2) a part is the same object with the same bytes on every retry,
-(3) a shard is counted once by a conditional update, and (4) only the update that completes the count (or a
-retry that finds the job complete) finalizes, and only one finalizer can move the job out of RUNNING.
+
+A job is one object key under `incoming/` (its id is the key without that prefix, suffix included, so no two keys
+share a job). Each (re)start of a job is a *run* with its own number, pinned to the source's ETag (and version):
+every shard message, ledger update and output object carries the run, so a superseded run can neither count
+nor publish, and its late writes land in its own `run-NNNNNN/` folder, which no manifest of another run lists.
+Guarantees: every valid key of the run's file appears exactly once in what its `_SUCCESS` lists, whatever is
+retried, duplicated, re-dropped or replaced meanwhile, because (1) planning is deterministic for a pinned source,
+(2) a part is the same object with the same bytes on every retry of its run, (3) a shard is counted once by a
+conditional update on its run, and (4) only the update that completes the count finalizes, and only one
+finalizer can move the run out of RUNNING.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
+from botocore.exceptions import ClientError
 
 from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
-from liteserve.batch.records import RowFormat
-from liteserve.batch.storage import EventBus, Job, JobStore, ObjectStore, ResultsCache, ShardQueue
+from liteserve.batch.records import RowFormat, line_too_long
+from liteserve.batch.storage import (
+    MAX_DYNAMODB_KEY_BYTES,
+    EventBus,
+    Job,
+    JobStore,
+    ObjectStore,
+    Pin,
+    ResultsCache,
+    ShardQueue,
+    SourceChanged,
+)
 from liteserve.errors import LiteserveError
 from liteserve.evaluation.records import batch_object
 from liteserve.protocols.tfserving import instance_objects
@@ -105,17 +123,33 @@ class JobOptions:
 
 
 def job_id_for(source_key: str) -> tuple[str, str, bool]:
-    """`incoming/a/b.jsonl.gz` -> ('a/b', 'jsonl', gzipped). PlanningError for another suffix."""
+    """`incoming/a/b.jsonl.gz` -> ('a/b.jsonl.gz', 'jsonl', gzipped): the job id is the key without `incoming/`,
+    so `a.jsonl`, `a.csv` and `a/b.jsonl` are three jobs. PlanningError for another suffix."""
     name = source_key.removeprefix("incoming/")
     for suffix, (kind, gz) in sorted(SUFFIXES.items(), key=lambda kv: -len(kv[0])):
         if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)], kind, gz
+            return name, kind, gz
     raise PlanningError(f"{source_key}: unsupported file type; use {', '.join(SUFFIXES)}")
 
 
 def results_prefix(job_id: str) -> str:
-    """Where a job's outputs go."""
+    """Where a job's markers (`_SUCCESS`, `_FAILED`) and its runs' folders go."""
     return f"results/{job_id}/"
+
+
+def run_prefix(job_id: str, run: int) -> str:
+    """Where one run of a job writes its parts, error parts and ordered file."""
+    return f"{results_prefix(job_id)}run-{run:06d}/"
+
+
+def _staging_prefix(job_id: str, run: int) -> str:
+    return f"staging/{job_id}/run-{run:06d}/"
+
+
+def _run_objects(prefix: str, names: str) -> re.Pattern[str]:
+    # Exact names only: another job's id may extend this one's (`a.jsonl` and `a.jsonl/run-000001/b.jsonl`), so
+    # a prefix alone would reach into its objects.
+    return re.compile(re.escape(prefix) + r"run-(\d{6})/(?:" + names + ")")
 
 
 @dataclass
@@ -138,45 +172,55 @@ class Pipeline:
         self.cache = ResultsCache(self.config.cache_table) if self.config.cache_table else None
 
     # ------------------------------------------------------------------ split
-    def split(self, source_key: str) -> dict[str, Any]:
-        """Plan a dropped file: record the job, send one message per shard. Returns a summary."""
+    def split(self, source_key: str, sequencer: str = "") -> dict[str, Any]:
+        """Plan a dropped file: start a run of its job, send one message per shard. Returns a summary.
+
+        `sequencer` is the S3 event's, which tells two PUTs of the same bytes apart (a forced re-drop from a
+        repeated notification of the same drop)."""
         try:
             job_id, kind, gz = job_id_for(source_key)
         except PlanningError as err:
             return {"skipped": source_key, "reason": str(err)}  # not a job: nothing to record it under
-        head = self.store.head(source_key)
-        etag = head["etag"]
+        try:
+            head = self.store.head(source_key)
+        except ClientError as err:
+            if err.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+                return {"skipped": source_key, "reason": "the object no longer exists (deleted after its drop)"}
+            raise
+        pin = Pin(head["etag"], head["version_id"])
+        drop = f"{head['version_id'] or sequencer}|{head['last_modified']}"
         try:
             options = JobOptions.from_metadata(head["metadata"], self.config)
             model = self._model(options.model)
             sig = model.signature(options.signature)
         except PlanningError as err:
-            return self._refuse(job_id, etag, source_key, {}, str(err))
+            return self._refuse(job_id, pin, source_key, str(err), drop)
         except LiteserveError as err:  # unknown model or signature
-            return self._refuse(job_id, etag, source_key, {}, err.message)
-        started, previous = self.jobs.begin(
-            job_id, etag, source_key, options.as_dict(), model.version, force=options.force
-        )
-        if not started:
+            return self._refuse(job_id, pin, source_key, err.message, drop)
+        job = self.jobs.begin(job_id, pin, source_key, options.as_dict(), model.version, drop=drop, force=options.force)
+        if job is None:
             return {"job_id": job_id, "duplicate": True}
-        if previous is not None and (previous != etag or options.force):
-            # A new file under the same job name (or a forced rerun): the old run's outputs must not mix in.
-            self.store.delete_prefix(results_prefix(job_id))
+        if job.run > 1:  # the previous run's markers no longer describe the job; its objects go when this run ends
+            self.store.delete([results_prefix(job_id) + "_SUCCESS", results_prefix(job_id) + "_FAILED"])
         try:
-            shards = self._plan(source_key, job_id, etag, kind, gz, options, sig)
+            shards = self._plan(source_key, job, kind, gz, options, sig)
+        except SourceChanged:  # replaced while planning: the newer drop's notification starts the next run
+            return {"job_id": job_id, "run": job.run, "superseded": True}
         except PlanningError as err:
-            return self._refuse(job_id, etag, source_key, options.as_dict(), str(err), begun=True)
-        job = self.jobs.planned(job_id, etag, len(shards))
-        if job is not None and job.complete:  # every worker finished before planning did
-            self.finalize(job_id, etag)
-        return {"job_id": job_id, "etag": etag, "shards": len(shards)}
+            return self._refuse(job_id, pin, source_key, str(err), drop, job=job)
+        planned = self.jobs.planned(job_id, job.run, len(shards))
+        if planned is None:
+            return {"job_id": job_id, "run": job.run, "superseded": True}
+        if planned.complete:  # every worker finished before planning did
+            self.finalize(job_id, job.run)
+        return {"job_id": job_id, "run": job.run, "etag": pin.etag, "shards": len(shards)}
 
     def _plan(
-        self, source_key: str, job_id: str, etag: str, kind: str, gz: bool, options: JobOptions, sig: Any
+        self, source_key: str, job: Job, kind: str, gz: bool, options: JobOptions, sig: Any
     ) -> list[dict[str, Any]]:
         # The cap guards against gzip bombs; a plain file is read as it is stored, whatever its size.
         cap = self.config.max_decompressed_bytes if gz else None
-        chunks = self.store.stream(source_key, gunzip=gz, max_bytes=cap)
+        chunks = self.store.stream(source_key, gunzip=gz, max_bytes=cap, pin=job.pin)
         header: tuple[str, ...] | None = None
         offset, first_line = 0, 1
         spec = next(iter(sig.inputs.values()))
@@ -192,12 +236,12 @@ class Pipeline:
                     )
                 chunks = _prepend(rest, chunks)
                 offset, first_line = len(head_line), 2
-            fmt = RowFormat(kind, options.key_field, options.input_field, header)
+            fmt = _row_format(kind, options.as_dict(), header)
             ledger = KeyLedger()
             messages: list[dict[str, Any]] = []
             for shard in cut_shards(chunks, self.config.shard_bytes, offset=offset, first_line=first_line):
                 ledger.scan(shard, fmt, spec)
-                messages.append(self._shard_message(job_id, etag, source_key, gz, shard, fmt, options))
+                messages.append(self._shard_message(job, source_key, gz, shard, fmt))
                 if len(messages) % 10 == 0:  # workers start while the rest is still being planned
                     self.queue.send(messages[-10:])
         except (ValueError, EOFError, OSError) as err:  # gzip errors, decompression bomb, undecodable header
@@ -205,27 +249,29 @@ class Pipeline:
         self.queue.send(messages[len(messages) - len(messages) % 10 :])
         return messages
 
-    def _shard_message(
-        self, job_id: str, etag: str, source_key: str, gz: bool, shard: Shard, fmt: RowFormat, options: JobOptions
-    ) -> dict[str, Any]:
+    def _shard_message(self, job: Job, source_key: str, gz: bool, shard: Shard, fmt: RowFormat) -> dict[str, Any]:
         message: dict[str, Any] = {
-            "job_id": job_id,
-            "etag": etag,
+            "job_id": job.job_id,
+            "run": job.run,
+            "etag": job.etag,
             "shard": shard.index,
             "first_line": shard.first_line,
             "format": fmt.kind,
             "header": list(fmt.header) if fmt.header else None,
-            "options": options.as_dict(),
+            "skipped": shard.skipped,
         }
-        if gz:  # a gzip stream cannot be read from the middle: the planner stages the shard uncompressed
-            staged = f"staging/{job_id}/{etag}/shard-{shard.index:05d}"
+        staging = _staging_prefix(job.job_id, job.run)
+        if not shard.data:  # only over-long lines were left at the end of the file
+            message.update(object=None, range=None)
+        elif gz:  # a gzip stream cannot be read from the middle: the planner stages the shard uncompressed
+            staged = f"{staging}shard-{shard.index:05d}"
             self.store.put(staged, shard.data)
             message.update(object=staged, range=None)
         else:
             message.update(object=source_key, range=[shard.start, shard.end])
         duplicates = [[line, first] for line, first in sorted(shard.duplicates.items())]
         if len(duplicates) > MAX_INLINE_DUPLICATES:
-            staged = f"staging/{job_id}/{etag}/duplicates-{shard.index:05d}.json"
+            staged = f"{staging}duplicates-{shard.index:05d}.json"
             self.store.put(staged, orjson.dumps(duplicates), "application/json")
             message["duplicates_object"] = staged
         else:
@@ -233,21 +279,18 @@ class Pipeline:
         return message
 
     def _refuse(
-        self, job_id: str, etag: str, source_key: str, options: dict[str, Any], reason: str, begun: bool = False
+        self, job_id: str, pin: Pin, source_key: str, reason: str, drop: str, job: Job | None = None
     ) -> dict[str, Any]:
-        if not begun and not self.jobs.begin(job_id, etag, source_key, options, "")[0]:
-            return {"job_id": job_id, "duplicate": True}
-        self.jobs.fail_planning(job_id, etag, reason)
-        self.store.put(
-            results_prefix(job_id) + "_FAILED",
-            orjson.dumps(
-                {"job_id": job_id, "source": source_key, "etag": etag, "state": "FAILED", "reasons": [reason]},
-                option=orjson.OPT_INDENT_2,
-            ),
-            "application/json",
-        )
-        self.bus.put("BatchJobCompleted", {"job_id": job_id, "state": "FAILED", "reasons": [reason]})
-        return {"job_id": job_id, "failed": reason}
+        if job is None:
+            job = self.jobs.begin(job_id, pin, source_key, {}, "", drop=drop)
+            if job is None:
+                return {"job_id": job_id, "duplicate": True}
+            if job.run > 1:
+                self.store.delete([results_prefix(job_id) + "_SUCCESS"])
+        failed = self.jobs.fail_planning(job_id, job.run, reason)
+        if failed is not None:
+            self._publish(failed)
+        return {"job_id": job_id, "run": job.run, "failed": reason}
 
     def _model(self, name: str) -> Model:
         if self.models is None:
@@ -256,47 +299,60 @@ class Pipeline:
 
     # ------------------------------------------------------------------ worker
     def run_shard(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Predict one shard and write its part (and error part); count it once; finalize if it was the last."""
+        """Predict one shard of the job's current run and write its part (and error part) in the run's folder;
+        count it once; finalize if it was the last. A message of another run is dropped without writing."""
         started = time.perf_counter()
-        job_id, etag, index = message["job_id"], message["etag"], int(message["shard"])
+        job_id, run, index = message["job_id"], int(message.get("run", 0)), int(message["shard"])
         job = self.jobs.get(job_id)
-        if job is None or job.etag != etag or job.state not in ("PLANNING", "RUNNING"):
-            # superseded by a newer drop of the file, or a job whose planning failed part-way
-            return {"job_id": job_id, "shard": index, "stale": True}
-        if index in job.done or index in job.failed:
+        if job is None or job.run != run:  # superseded by a newer run (re-drop, replacement, forced rerun)
+            return {"job_id": job_id, "run": run, "shard": index, "stale": True}
+        if job.state not in ("PLANNING", "RUNNING") or index in job.done or index in job.failed:
             self._finalize_if_complete(job)  # a redelivery after a finalizer crashed must still finish the job
-            return {"job_id": job_id, "shard": index, "duplicate": True}
-        options = message["options"]
+            return {"job_id": job_id, "run": run, "shard": index, "duplicate": True}
+        options = job.options  # the run's options, whatever a message says
         model = self._model(options["model"])
         sig = model.signature(options["signature"])
         spec = next(iter(sig.inputs.values()))
-        byte_range = tuple(message["range"]) if message.get("range") else None
-        data = self.store.read(message["object"], byte_range)  # type: ignore[arg-type]
-        fmt = RowFormat(
-            message["format"],
-            options["key_field"],
-            options["input_field"],
-            tuple(message["header"]) if message.get("header") else None,
-        )
+        try:
+            data = self._shard_data(job, message)
+        except SourceChanged:
+            current = self.jobs.get(job_id)
+            if current is None or current.run != run:
+                return {"job_id": job_id, "run": run, "shard": index, "stale": True}
+            # Replaced, and the new drop's run has not begun yet (then the retry finds this run stale), or
+            # deleted: retries end in the DLQ, which fails the shard and so the run, naming it.
+            raise
+        fmt = _row_format(message["format"], options, tuple(message["header"]) if message.get("header") else None)
         rows, values = fmt.parse(data, int(message["first_line"]), spec)
+        rows.errors.extend({"line": line, "error": line_too_long(line)} for line in message.get("skipped") or ())
         duplicates = message.get("duplicates")
         if duplicates is None:
             duplicates = orjson.loads(self.store.read(message["duplicates_object"]))
-        keep = np.ones(len(rows.lines), dtype=bool)
         if duplicates:
-            first_of = {int(line): int(first) for line, first in duplicates}
             positions = {line: i for i, line in enumerate(rows.lines)}
-            keep[[positions[line] for line in first_of if line in positions]] = False
-            rows.drop({line: f"key repeats line {first}" for line, first in first_of.items() if line in positions})
+            first_of = {int(line): int(first) for line, first in duplicates if int(line) in positions}
+            keep = np.ones(len(rows.lines), dtype=bool)
+            keep[[positions[line] for line in first_of]] = False
+            rows.drop({line: f"key repeats line {first}" for line, first in first_of.items()})
             values = values[keep]
+        rows.errors.sort(key=lambda e: e["line"])
         predicted = self._predict(model, sig.name, spec.name, values)
         part = self._part_lines(rows.keys, predicted, options["key_field"], model.version)
-        prefix = results_prefix(job_id)
+        prefix = run_prefix(job_id, run)
         self.store.put(f"{prefix}part-{index:05d}.jsonl", part)
         if rows.keys:  # the prediction log's batch records (continued evaluation); same name and bytes on a retry
             self.store.put(
                 *batch_object(
-                    job_id, index, job.created_at, model.name, model.version, sig.name, rows.keys, values, predicted
+                    job_id,
+                    index,
+                    job.created_at,
+                    model.name,
+                    model.version,
+                    sig.name,
+                    rows.keys,
+                    values,
+                    predicted,
+                    run=run,
                 ),
                 "application/gzip",
             )
@@ -305,6 +361,9 @@ class Pipeline:
                 f"{prefix}errors/part-{index:05d}.jsonl", b"".join(orjson.dumps(e) + b"\n" for e in rows.errors)
             )
         if options.get("cache") and self.cache is not None and rows.keys:
+            current = self.jobs.get(job_id)  # the cache is shared by every run: a superseded run must not write it
+            if current is None or current.run != run:
+                return {"job_id": job_id, "run": run, "shard": index, "stale": True}
             self.cache.put_many(
                 list(zip(rows.keys, [job_id] * len(rows.keys), part.decode().splitlines(), strict=True))
             )
@@ -313,12 +372,19 @@ class Pipeline:
             "rows_predicted": len(rows.lines),
             "rows_rejected": len(rows.errors),
         }
-        job = self.jobs.shard_done(job_id, etag, index, counts, time.perf_counter() - started)
-        if job is None:  # counted by a concurrent delivery of the same shard; its part is byte-identical
-            job = self.jobs.get(job_id)
-        if job is not None:
-            self._finalize_if_complete(job)
-        return {"job_id": job_id, "shard": index, **counts}
+        counted = self.jobs.shard_done(job_id, run, index, counts, time.perf_counter() - started)
+        if counted is None:  # counted by a concurrent delivery of the same shard (its part is byte-identical)
+            return {"job_id": job_id, "run": run, "shard": index, "duplicate": True}
+        self._finalize_if_complete(counted)
+        return {"job_id": job_id, "run": run, "shard": index, **counts}
+
+    def _shard_data(self, job: Job, message: dict[str, Any]) -> bytes:
+        if not message.get("object"):
+            return b""
+        if message.get("range"):  # a range of the source itself: read the exact object the run was planned on
+            start, end = message["range"]
+            return self.store.read(message["object"], (int(start), int(end)), pin=job.pin)
+        return self.store.read(message["object"])  # staged by this run's planner
 
     @staticmethod
     def _predict(model: Model, signature: str, input_name: str, values: np.ndarray) -> dict[str, np.ndarray]:
@@ -345,62 +411,124 @@ class Pipeline:
 
     # ------------------------------------------------------------------ dead shards and finalize
     def shard_dead(self, message: dict[str, Any]) -> None:
-        """A shard message that exhausted its retries (DLQ): record the shard as failed, finalize if last."""
-        job = self.jobs.shard_failed(message["job_id"], message["etag"], int(message["shard"]))
+        """A shard message that exhausted its retries (DLQ): record the shard as failed, finalize if last.
+        A dead message of a superseded run changes nothing."""
+        job = self.jobs.shard_failed(message["job_id"], int(message.get("run", 0)), int(message["shard"]))
         if job is not None:
             self._finalize_if_complete(job)
 
     def _finalize_if_complete(self, job: Job) -> None:
-        if job.complete and job.state == "RUNNING":
-            self.finalize(job.job_id, job.etag)
+        if not job.complete:
+            return
+        if job.state == "RUNNING":
+            self.finalize(job.job_id, job.run)
+        elif job.state in ("SUCCEEDED", "FAILED") and not job.published:
+            self._publish(job)  # finished, but its publisher crashed before the manifest and event were out
 
-    def finalize(self, job_id: str, etag: str) -> Job | None:
-        """Write _SUCCESS or _FAILED (and the ordered file if asked), emit BatchJobCompleted. Idempotent."""
+    def finalize(self, job_id: str, run: int) -> Job | None:
+        """Settle a complete run as SUCCEEDED or FAILED (once), then publish its manifest and event."""
         job = self.jobs.get(job_id)
-        if job is None or job.etag != etag or not job.complete or job.state != "RUNNING":
+        if job is None or job.run != run or not job.complete or job.state != "RUNNING":
             return job
-        prefix = results_prefix(job_id)
-        parts = [f"{prefix}part-{i:05d}.jsonl" for i in range(job.shards_total or 0) if i in job.done]
-        if job.options.get("ordered") and not job.failed:
+        reasons = _reasons(job)
+        finished = self.jobs.finish(job_id, run, "FAILED" if job.failed else "SUCCEEDED", "; ".join(reasons))
+        if finished is None:  # another finalizer settled it (and publishes), or a newer run began
+            return self.jobs.get(job_id)
+        return self._publish(finished)
+
+    def _publish(self, job: Job) -> Job:
+        """Write the run's ordered file and `_SUCCESS`/`_FAILED` manifest listing exactly its parts, emit
+        BatchJobCompleted, then delete what older runs left. Repeatable: same objects, event at least once."""
+        prefix = run_prefix(job.job_id, job.run)
+        parts = [f"{prefix}part-{i:05d}.jsonl" for i in sorted(job.done)]
+        error_names = _run_objects(results_prefix(job.job_id), r"errors/part-(\d{5})\.jsonl")
+        errors = [
+            k
+            for k in self.store.keys(prefix + "errors/")
+            if (m := error_names.fullmatch(k)) and int(m[1]) == job.run and int(m[2]) in job.done
+        ]
+        ordered = bool(job.options.get("ordered")) and job.state == "SUCCEEDED"
+        if ordered:
             # Shards are in line order and parts keep line order, so concatenation is input order.
             self.store.put(f"{prefix}ordered.jsonl", b"".join(self.store.read(p) for p in parts))
-        state = "FAILED" if job.failed else "SUCCEEDED"
-        reasons = [f"shard {i} failed after its retries (see the shard DLQ)" for i in sorted(job.failed)]
-        manifest = self.describe(job, state=state, reasons=reasons)
-        marker = "_FAILED" if job.failed else "_SUCCESS"
-        self.store.put(prefix + marker, orjson.dumps(manifest, option=orjson.OPT_INDENT_2), "application/json")
-        # At-least-once: the event goes out before the state flips, so a crash here repeats it rather than loses it.
-        self.bus.put("BatchJobCompleted", {k: manifest[k] for k in ("job_id", "state", "counts", "output")})
-        return self.jobs.finish(job_id, etag, state, "; ".join(reasons))
+        manifest = self.describe(job, parts=parts, errors=errors)
+        marker = results_prefix(job.job_id) + ("_SUCCESS" if job.state == "SUCCEEDED" else "_FAILED")
+        current = self.jobs.get(job.job_id)
+        if current is None or current.run != job.run:
+            return job  # superseded before publishing: the newer run publishes
+        self.store.put(marker, orjson.dumps(manifest, option=orjson.OPT_INDENT_2), "application/json")
+        # At-least-once: the event goes out before `published` is set, so a crash here repeats it, never loses it.
+        self.bus.put("BatchJobCompleted", {k: manifest[k] for k in ("job_id", "run", "state", "counts", "output")})
+        self._sweep(job)
+        return self.jobs.published(job.job_id, job.run) or job
 
-    def describe(self, job: Job, state: str | None = None, reasons: list[str] | None = None) -> dict[str, Any]:
-        """The job as users see it (status API, _SUCCESS/_FAILED manifest)."""
-        prefix = f"s3://{self.config.bucket}/{results_prefix(job.job_id)}"
-        finished = job.finished_at or (time.time() if state else None)
+    def _sweep(self, job: Job) -> None:
+        """Delete the objects of this job's older runs (their late writes included) and this run's staging."""
+        results = _run_objects(results_prefix(job.job_id), r"part-\d{5}\.jsonl|errors/part-\d{5}\.jsonl|ordered\.jsonl")
+        staging = _run_objects(f"staging/{job.job_id}/", r"shard-\d{5}|duplicates-\d{5}\.json")
+        old = [
+            k
+            for k in self.store.keys(results_prefix(job.job_id) + "run-")
+            if (m := results.fullmatch(k)) and int(m[1]) < job.run
+        ]
+        old += [
+            k
+            for k in self.store.keys(f"staging/{job.job_id}/run-")
+            if (m := staging.fullmatch(k)) and int(m[1]) <= job.run
+        ]
+        self.store.delete(old)
+
+    def describe(self, job: Job, parts: list[str] | None = None, errors: list[str] | None = None) -> dict[str, Any]:
+        """The job as users see it: the status API (its current run), and with `parts`/`errors` the run's
+        `_SUCCESS`/`_FAILED` manifest, which lists exactly the objects of that run."""
+        bucket = f"s3://{self.config.bucket}/"
+        prefix = bucket + run_prefix(job.job_id, job.run)
+        marker = "_FAILED" if job.state == "FAILED" else "_SUCCESS"
+        output: dict[str, Any] = {"manifest": bucket + results_prefix(job.job_id) + marker, "prefix": prefix}
+        if parts is not None:
+            output["parts"] = [bucket + p for p in parts]
+            output["errors"] = [bucket + e for e in errors or []]
+        if job.options.get("ordered"):
+            output["ordered"] = prefix + "ordered.jsonl"
         return {
             "job_id": job.job_id,
-            "state": state or job.state,
-            "source": f"s3://{self.config.bucket}/{job.source}",
+            "run": job.run,
+            "state": job.state,
+            "source": f"{bucket}{job.source}",
             "etag": job.etag,
+            **({"version_id": job.version_id} if job.version_id else {}),
             "model": job.options.get("model"),
             "signature": job.options.get("signature"),
             "model_version": job.model_version,
             "shards": {"total": job.shards_total, "done": len(job.done), "failed": sorted(job.failed)},
             "counts": job.counts,
-            "output": {
-                "parts": prefix + "part-*.jsonl",
-                "errors": prefix + "errors/part-*.jsonl",
-                **({"ordered": prefix + "ordered.jsonl"} if job.options.get("ordered") else {}),
-            },
+            "output": output,
             "timings": {
                 "created_at": job.created_at,
                 "planned_at": job.planned_at,
-                "finished_at": finished,
-                "elapsed_s": round(finished - job.created_at, 3) if finished else None,
+                "finished_at": job.finished_at,
+                "elapsed_s": round(job.finished_at - job.created_at, 3) if job.finished_at else None,
                 "worker_seconds": round(job.worker_seconds, 3),
             },
-            "reasons": reasons if reasons is not None else ([job.reason] if job.reason else []),
+            "reasons": _reasons(job),
         }
+
+
+def _reasons(job: Job) -> list[str]:
+    if job.failed:
+        return [f"shard {i} failed after its retries (see the shard DLQ)" for i in sorted(job.failed)]
+    return [job.reason] if job.reason else []
+
+
+def _row_format(kind: str, options: dict[str, Any], header: tuple[str, ...] | None) -> RowFormat:
+    """How a run's rows are read, by the planner and the workers alike (so both see the same bad rows)."""
+    return RowFormat(
+        kind,
+        options["key_field"],
+        options["input_field"],
+        header,
+        MAX_DYNAMODB_KEY_BYTES if options.get("cache") else None,
+    )
 
 
 def _prepend(first: bytes, rest: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from liteserve.batch.records import RowFormat
+from liteserve.batch.records import MAX_LINE_BYTES, RowFormat
 from liteserve.keys import Key
 from liteserve.manifest import TensorSpec
 
@@ -26,9 +26,7 @@ class Shard:
     valid: int = 0
     rejected: int = 0
     duplicates: dict[int, int] = field(default_factory=dict)  # line -> line of the key's first valid occurrence
-
-
-MAX_LINE_BYTES = 1024 * 1024  # a keyed row is ~1 KB; a longer "line" is not a row (e.g. a file with no line ends)
+    skipped: list[int] = field(default_factory=list)  # over-long lines just before this shard, not in its data
 
 
 class LineTooLong(ValueError):
@@ -63,35 +61,54 @@ def cut_shards(
     """Yield shards of at least `shard_bytes` (the last may be smaller), each ending at a newline.
 
     Memory stays below shard_bytes + max_line_bytes + one chunk: a line that crosses a shard's end and runs
-    longer than `max_line_bytes` raises LineTooLong instead of being buffered until it ends (a file with no
-    line ends would otherwise be held whole, up to the decompression cap).
+    longer than `max_line_bytes` is not buffered but skipped to its newline, and its number is attached to the
+    next shard (`Shard.skipped`; a last shard with no data carries it at the end of a file), so it becomes one bad
+    line like an over-long line inside a shard, which the worker rejects.
     """
     buffer = bytearray()
     index = 0
     scanned = 0  # bytes of the buffer already searched for a line end (each byte is searched once)
+    skipped: list[int] = []  # over-long lines not yet attached to a shard
+    skipping = False  # discarding the rest of an over-long line up to its newline
     for chunk in chunks:
+        if skipping:
+            end = chunk.find(b"\n")
+            if end < 0:
+                offset += len(chunk)
+                continue
+            skipping = False
+            offset, first_line, chunk = offset + end + 1, first_line + 1, chunk[end + 1 :]
         buffer += chunk
         while len(buffer) >= shard_bytes:
             cut = buffer.find(b"\n", max(shard_bytes - 1, scanned))
-            if cut < 0:  # a line that crosses the shard size: read on until it ends, within the line limit
-                scanned = len(buffer)
-                last = buffer.rfind(b"\n", 0, shard_bytes - 1)
-                if len(buffer) - (last + 1) > max_line_bytes:
-                    raise LineTooLong(first_line + buffer.count(b"\n", 0, last + 1), max_line_bytes)
+            if cut >= 0:
+                data = bytes(buffer[: cut + 1])
+                del buffer[: cut + 1]
+                scanned = 0
+                yield _shard(index, offset, first_line, data, skipped)
+                index, offset, first_line, skipped = index + 1, offset + len(data), first_line + data.count(b"\n"), []
+                continue
+            # a line that crosses the shard size: read on until it ends, within the line limit
+            scanned = len(buffer)
+            last = buffer.rfind(b"\n", 0, shard_bytes - 1)
+            if len(buffer) - (last + 1) <= max_line_bytes:
                 break
-            data = bytes(buffer[: cut + 1])
-            del buffer[: cut + 1]
+            if last >= 0:  # the whole lines before it make a (smaller) shard
+                data = bytes(buffer[: last + 1])
+                yield _shard(index, offset, first_line, data, skipped)
+                index, offset, first_line, skipped = index + 1, offset + len(data), first_line + data.count(b"\n"), []
+            skipped.append(first_line)
+            offset += len(buffer) - (last + 1)
+            buffer.clear()
             scanned = 0
-            yield _shard(index, offset, first_line, data)
-            index, offset, first_line = index + 1, offset + len(data), first_line + data.count(b"\n")
-    if buffer.strip():
-        yield _shard(index, offset, first_line, bytes(buffer))
+            skipping = True
+    if buffer.strip() or skipped:
+        yield _shard(index, offset, first_line, bytes(buffer), skipped)
 
 
-def _shard(index: int, offset: int, first_line: int, data: bytes) -> Shard:
-    return Shard(
-        index, offset, offset + len(data) - 1, first_line, data, lines=data.count(b"\n") + (not data.endswith(b"\n"))
-    )
+def _shard(index: int, offset: int, first_line: int, data: bytes, skipped: list[int]) -> Shard:
+    lines = data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
+    return Shard(index, offset, offset + len(data) - 1, first_line, data, lines=lines, skipped=skipped)
 
 
 class KeyLedger:
@@ -109,7 +126,7 @@ class KeyLedger:
             if seen != line:
                 shard.duplicates[line] = seen
         shard.valid = len(rows.lines) - len(shard.duplicates)
-        shard.rejected = len(rows.errors) + len(shard.duplicates)
+        shard.rejected = len(rows.errors) + len(shard.duplicates) + len(shard.skipped)
 
     def __len__(self) -> int:
         return len(self._first)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import gc
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,7 @@ from liteserve.keys import Key, check_key
 from liteserve.manifest import TensorSpec
 from liteserve.tensors import cast_finite, problem, to_batch
 
+MAX_LINE_BYTES = 1024 * 1024  # a keyed row is ~1 KB; a longer "line" is not a row (e.g. a file with no line ends)
 _SUBBATCH = 1024  # rows converted in one numpy call
 _SLOW_SPAN = 8  # spans this small are checked row by row
 
@@ -62,6 +63,7 @@ class RowFormat:
     key_field: str = "key"
     input_field: str = "x"
     header: tuple[str, ...] | None = None  # CSV only: the file's first line, split
+    max_key_bytes: int | None = None  # keys longer than this (UTF-8) are bad rows, e.g. when a store keys by them
 
     def parse(self, data: bytes, first_line: int, spec: TensorSpec) -> tuple[Rows, np.ndarray]:
         """Parse a chunk that starts at source line `first_line`; returns the rows and their input batch."""
@@ -79,6 +81,9 @@ class RowFormat:
             if not raw or raw.isspace():
                 continue  # blank lines (e.g. the final newline) are not rows
             line = first_line + offset
+            if len(raw) > MAX_LINE_BYTES:
+                rows.add_error(line, line_too_long(line))
+                continue
             try:
                 obj = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
@@ -97,6 +102,9 @@ class RowFormat:
                 except BadRequest as err:
                     rows.add_error(line, err.message, key)
                     continue
+            if self.max_key_bytes is not None and (reason := self._key_too_long(key)):
+                rows.add_error(line, reason)
+                continue
             if input_field not in obj:
                 rows.add_error(line, f"missing input field '{input_field}'", key)
                 continue
@@ -132,6 +140,9 @@ class RowFormat:
             raw = raw.rstrip("\r")
             if not raw.strip():
                 continue
+            if len(raw) > MAX_LINE_BYTES // 4 and len(raw.encode()) > MAX_LINE_BYTES:
+                rows.add_error(line, line_too_long(line))
+                continue
             try:
                 cells = next(csv.reader(io.StringIO(raw)))
             except csv.Error as exc:
@@ -145,10 +156,59 @@ class RowFormat:
             if not key:
                 rows.add_error(line, f"empty key column '{self.key_field}'")
                 continue
+            if self.max_key_bytes is not None and (reason := self._key_too_long(key)):
+                rows.add_error(line, reason)
+                continue
             rows.lines.append(line)
             rows.keys.append(key)
             rows.values.append(cells[:key_index] + cells[key_index + 1 :])
         return rows
+
+    def _key_too_long(self, key: Key) -> str | None:
+        size = len(str(key).encode("utf-8", "surrogatepass"))
+        if self.max_key_bytes is not None and size > self.max_key_bytes:
+            return f"key is {size} bytes; the results cache takes keys of at most {self.max_key_bytes} bytes"
+        return None
+
+
+def iter_lines(
+    chunks: Iterable[bytes], first_line: int = 1, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[tuple[int, bytes | None]]:
+    """(line number, line without its newline) for every line of a chunk stream; None for a line longer than
+    `max_line_bytes`, which is skipped to its newline without being held (memory stays within the limit plus one
+    chunk)."""
+    buffer = bytearray()
+    line = first_line
+    skipping = False
+    for chunk in chunks:
+        start = 0
+        while True:
+            end = chunk.find(b"\n", start)
+            if end < 0:
+                if not skipping:
+                    buffer += chunk[start:]
+                    if len(buffer) > max_line_bytes:
+                        buffer.clear()
+                        skipping = True
+                break
+            if skipping:
+                yield line, None
+                skipping = False
+            else:
+                buffer += chunk[start:end]
+                yield line, (bytes(buffer) if len(buffer) <= max_line_bytes else None)
+            buffer.clear()
+            line += 1
+            start = end + 1
+    if skipping:
+        yield line, None
+    elif buffer:
+        yield line, bytes(buffer)
+
+
+def line_too_long(line: int) -> str:
+    """The error of a line longer than MAX_LINE_BYTES, wherever it falls in a file."""
+    return f"line {line} is longer than {MAX_LINE_BYTES} bytes (the line limit): not a row"
 
 
 @contextmanager

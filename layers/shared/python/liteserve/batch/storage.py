@@ -18,6 +18,16 @@ from botocore.exceptions import ClientError
 
 READ_CHUNK = 1024 * 1024
 COUNTS = ("rows_in", "rows_predicted", "rows_rejected")
+MAX_DYNAMODB_KEY_BYTES = 2048  # a DynamoDB partition key value is at most 2048 bytes (UTF-8)
+
+
+class SourceChanged(Exception):
+    """The object no longer has the ETag (or version) a read was pinned to: it was replaced or deleted."""
+
+
+def key_bytes(key: object) -> int:
+    """How many bytes a key takes as a DynamoDB string key."""
+    return len(str(key).encode("utf-8", "surrogatepass"))
 
 
 class ObjectStore:
@@ -31,13 +41,23 @@ class ObjectStore:
         return boto3.client("s3")
 
     def head(self, key: str) -> dict[str, Any]:
-        """Size, ETag (unquoted) and user metadata of an object."""
+        """Size, ETag (unquoted), version id ('' when the bucket is not versioned), last-modified time and user
+        metadata of an object."""
         meta = self._s3.head_object(Bucket=self.bucket, Key=key)
-        return {"size": meta["ContentLength"], "etag": meta["ETag"].strip('"'), "metadata": meta.get("Metadata", {})}
+        return {
+            "size": meta["ContentLength"],
+            "etag": meta["ETag"].strip('"'),
+            "version_id": meta.get("VersionId") or "",
+            "last_modified": meta["LastModified"].isoformat() if meta.get("LastModified") else "",
+            "metadata": meta.get("Metadata", {}),
+        }
 
-    def stream(self, key: str, *, gunzip: bool = False, max_bytes: int | None = None) -> Iterator[bytes]:
-        """The object's bytes in chunks, decompressed if asked; stops with ValueError past `max_bytes`."""
-        body = self._s3.get_object(Bucket=self.bucket, Key=key)["Body"]
+    def stream(
+        self, key: str, *, gunzip: bool = False, max_bytes: int | None = None, pin: Pin | None = None
+    ) -> Iterator[bytes]:
+        """The object's bytes in chunks, decompressed if asked; stops with ValueError past `max_bytes` (counted
+        after decompression, so a gzip bomb stops at the cap, not when memory runs out)."""
+        body = self._get(key, None, pin)["Body"]
         source: Any = gzip.GzipFile(fileobj=body) if gunzip else body
         total = 0
         while chunk := source.read(READ_CHUNK):
@@ -46,10 +66,23 @@ class ObjectStore:
                 raise ValueError(f"inflates to more than {max_bytes} bytes (the decompression cap)")
             yield chunk
 
-    def read(self, key: str, byte_range: tuple[int, int] | None = None) -> bytes:
-        """A whole object, or the inclusive byte range of it."""
-        kwargs = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
-        return self._s3.get_object(Bucket=self.bucket, Key=key, **kwargs)["Body"].read()
+    def read(self, key: str, byte_range: tuple[int, int] | None = None, pin: Pin | None = None) -> bytes:
+        """A whole object, or the inclusive byte range of it; SourceChanged if it no longer matches `pin`."""
+        return self._get(key, byte_range, pin)["Body"].read()
+
+    def _get(self, key: str, byte_range: tuple[int, int] | None, pin: Pin | None) -> Any:
+        kwargs: dict[str, Any] = {"Range": f"bytes={byte_range[0]}-{byte_range[1]}"} if byte_range else {}
+        if pin is not None:
+            kwargs["IfMatch"] = f'"{pin.etag}"'
+            if pin.version_id:
+                kwargs["VersionId"] = pin.version_id
+        try:
+            return self._s3.get_object(Bucket=self.bucket, Key=key, **kwargs)
+        except ClientError as err:
+            code = err.response["Error"]["Code"]
+            if pin is not None and code in ("PreconditionFailed", "412", "NoSuchKey", "NoSuchVersion"):
+                raise SourceChanged(f"{key} no longer has ETag {pin.etag}: {code}") from err
+            raise
 
     def put(self, key: str, data: bytes, content_type: str = "application/x-ndjson") -> None:
         """Write (or overwrite: every batch write is idempotent) one object."""
@@ -62,7 +95,10 @@ class ObjectStore:
 
     def delete_prefix(self, prefix: str) -> None:
         """Delete every object under a prefix."""
-        keys = self.keys(prefix)
+        self.delete(self.keys(prefix))
+
+    def delete(self, keys: list[str]) -> None:
+        """Delete exactly these objects (missing ones are no error)."""
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
             self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
@@ -78,14 +114,24 @@ class ObjectStore:
         return True
 
 
+@dataclass(frozen=True)
+class Pin:
+    """The exact object a run reads: its ETag and, in a versioned bucket, its version id."""
+
+    etag: str
+    version_id: str = ""
+
+
 @dataclass
 class Job:
-    """A row of the jobs table."""
+    """A row of the jobs table: the job's current run (a job is one object key; every (re)start is a new run)."""
 
     job_id: str
     etag: str
     state: str
     source: str = ""
+    run: int = 0
+    version_id: str = ""
     shards_total: int | None = None
     done: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
@@ -97,11 +143,17 @@ class Job:
     finished_at: float | None = None
     worker_seconds: float = 0.0
     reason: str = ""
+    published: bool = False
 
     @property
     def complete(self) -> bool:
         """Every shard is done or failed (only known once planning has set the total)."""
         return self.shards_total is not None and len(self.done) + len(self.failed) >= self.shards_total
+
+    @property
+    def pin(self) -> Pin:
+        """The source object this run reads."""
+        return Pin(self.etag, self.version_id)
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Job:
@@ -112,6 +164,8 @@ class Job:
             etag=item["etag"],
             state=item["state"],
             source=item.get("source", ""),
+            run=int(item.get("run", 0)),
+            version_id=item.get("version_id", ""),
             shards_total=int(total) if total is not None else None,
             done={int(s) for s in item.get("done", set())} - {-1},
             failed={int(s) for s in item.get("failed", set())} - {-1},
@@ -123,6 +177,7 @@ class Job:
             finished_at=_float(item.get("finished_at")),
             worker_seconds=float(item.get("worker_seconds", 0)),
             reason=item.get("reason", ""),
+            published=bool(item.get("published", False)),
         )
 
 
@@ -131,7 +186,8 @@ def _float(value: Any) -> float | None:
 
 
 class JobStore:
-    """The jobs table. Every state change is a conditional update, so retries and races count once."""
+    """The jobs table. Every state change is a conditional update on the run it belongs to, so retries and races
+    count once and a superseded run can change nothing."""
 
     def __init__(self, table: str) -> None:
         self.table_name = table
@@ -146,51 +202,87 @@ class JobStore:
         return Job.from_item(item) if item else None
 
     def begin(
-        self, job_id: str, etag: str, source: str, options: dict[str, Any], model_version: str, force: bool = False
-    ) -> tuple[bool, str | None]:
-        """Record a (re)start of a job's run: (False, etag) when this ETag was already planned (a repeated
-        notification), else (True, ETag of the run it replaces or None). A run still PLANNING (its planner
-        crashed) is restarted from scratch."""
-        condition = Attr("job_id").not_exists() | Attr("etag").ne(etag) | Attr("state").eq("PLANNING")
-        item = {
-            # sets cannot be empty in DynamoDB: -1 is a placeholder that Job.from_item drops
-            "job_id": job_id,
-            "etag": etag,
+        self,
+        job_id: str,
+        pin: Pin,
+        source: str,
+        options: dict[str, Any],
+        model_version: str,
+        *,
+        drop: str = "",
+        force: bool = False,
+    ) -> Job | None:
+        """Start a new run of a job, or None when this drop is already the job's current run (a repeated
+        notification). A new run starts for a new job, new bytes (ETag), other options, a forced drop that is not
+        the current run's (`drop` tells drops apart), or a run still PLANNING (its planner crashed). The run number
+        grows by one, so every message, ledger entry and object of the old run is told apart from the new one's."""
+        condition = (
+            Attr("job_id").not_exists()
+            | Attr("state").eq("PLANNING")
+            | Attr("etag").ne(pin.etag)
+            | Attr("options").ne(orjson.dumps(options).decode())
+        )
+        if force:
+            condition = condition | Attr("drop_id").ne(drop)
+        fields = {
+            "etag": pin.etag,
+            "version_id": pin.version_id,
             "state": "PLANNING",
             "source": source,
+            # sets cannot be empty in DynamoDB: -1 is a placeholder that Job.from_item drops
             "done": {-1},
             "failed": {-1},
             **dict.fromkeys(COUNTS, 0),
             "options": orjson.dumps(options).decode(),
             "model_version": model_version,
-            "created_at": Decimal(str(round(time.time(), 3))),
+            "drop_id": drop,
+            "created_at": _now(),
             "worker_seconds": Decimal(0),
+            "published": False,
         }
+        names = {f"#f{i}": name for i, name in enumerate(fields)}
+        cleared = ("shards_total", "planned_at", "finished_at", "reason")
+        names.update({f"#c{i}": name for i, name in enumerate(cleared)} | {"#run": "run"})
+        expression = (
+            "SET "
+            + ", ".join(f"#f{i} = :f{i}" for i in range(len(fields)))
+            + ", #run = if_not_exists(#run, :zero) + :one REMOVE "
+            + ", ".join(f"#c{i}" for i in range(len(cleared)))
+        )
+        values = {f":f{i}": value for i, value in enumerate(fields.values())} | {":zero": 0, ":one": 1}
         try:
-            old = self._table.put_item(
-                Item=item, ReturnValues="ALL_OLD", **({} if force else {"ConditionExpression": condition})
-            ).get("Attributes")
+            item = self._table.update_item(
+                Key={"job_id": job_id},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )["Attributes"]
         except ClientError as err:
             if err.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False, etag
+                return None
             raise
-        return True, old["etag"] if old else None
+        return Job.from_item(item)
 
-    def planned(self, job_id: str, etag: str, shards_total: int) -> Job | None:
+    def planned(self, job_id: str, run: int, shards_total: int) -> Job | None:
         """Set the shard total once every shard message is sent; returns the job, or None if superseded."""
         return self._update(
             job_id,
             "SET shards_total = :t, #state = :running, planned_at = :now",
-            Attr("etag").eq(etag) & Attr("state").eq("PLANNING"),
+            Attr("run").eq(run) & Attr("state").eq("PLANNING"),
             {":t": shards_total, ":running": "RUNNING", ":now": _now()},
         )
 
-    def shard_done(self, job_id: str, etag: str, shard: int, counts: dict[str, int], seconds: float) -> Job | None:
+    def shard_done(self, job_id: str, run: int, shard: int, counts: dict[str, int], seconds: float) -> Job | None:
         """Count a finished shard once; None if it was already counted (a duplicate delivery) or superseded."""
         return self._update(
             job_id,
             "ADD done :s, worker_seconds :sec, rows_in :i, rows_predicted :p, rows_rejected :r",
-            Attr("etag").eq(etag) & ~Attr("done").contains(shard) & ~Attr("failed").contains(shard),
+            Attr("run").eq(run)
+            & Attr("state").is_in(["PLANNING", "RUNNING"])
+            & ~Attr("done").contains(shard)
+            & ~Attr("failed").contains(shard),
             {
                 ":s": {shard},
                 ":sec": Decimal(str(round(seconds, 3))),
@@ -200,30 +292,42 @@ class JobStore:
             },
         )
 
-    def shard_failed(self, job_id: str, etag: str, shard: int) -> Job | None:
+    def shard_failed(self, job_id: str, run: int, shard: int) -> Job | None:
         """Record a shard that exhausted its retries (from the DLQ); None if already settled or superseded."""
         return self._update(
             job_id,
             "ADD failed :s",
-            Attr("etag").eq(etag) & ~Attr("done").contains(shard) & ~Attr("failed").contains(shard),
+            Attr("run").eq(run)
+            & Attr("state").is_in(["PLANNING", "RUNNING"])
+            & ~Attr("done").contains(shard)
+            & ~Attr("failed").contains(shard),
             {":s": {shard}},
         )
 
-    def finish(self, job_id: str, etag: str, state: str, reason: str = "") -> Job | None:
-        """Move a complete job to SUCCEEDED or FAILED exactly once; None if another finalizer already did."""
+    def finish(self, job_id: str, run: int, state: str, reason: str = "") -> Job | None:
+        """Move a complete run to SUCCEEDED or FAILED exactly once; None if another finalizer already did."""
         return self._update(
             job_id,
             "SET #state = :state, finished_at = :now, reason = :reason",
-            Attr("etag").eq(etag) & Attr("state").eq("RUNNING"),
+            Attr("run").eq(run) & Attr("state").eq("RUNNING"),
             {":state": state, ":now": _now(), ":reason": reason},
         )
 
-    def fail_planning(self, job_id: str, etag: str, reason: str) -> None:
-        """A file that cannot be planned at all (unsupported type, bad header) fails its job."""
-        self._update(
+    def published(self, job_id: str, run: int) -> Job | None:
+        """Record that a finished run's manifest and event are out; None if superseded or already recorded."""
+        return self._update(
+            job_id,
+            "SET published = :yes",
+            Attr("run").eq(run) & Attr("state").is_in(["SUCCEEDED", "FAILED"]) & Attr("published").eq(False),
+            {":yes": True},
+        )
+
+    def fail_planning(self, job_id: str, run: int, reason: str) -> Job | None:
+        """A file that cannot be planned at all (unsupported type, bad header) fails its run."""
+        return self._update(
             job_id,
             "SET #state = :failed, finished_at = :now, reason = :reason, shards_total = :zero",
-            Attr("etag").eq(etag),
+            Attr("run").eq(run) & Attr("state").eq("PLANNING"),
             {":failed": "FAILED", ":now": _now(), ":reason": reason, ":zero": 0},
         )
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import calendar
 import csv
-import io
+import gzip
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -16,6 +17,8 @@ import boto3
 import orjson
 from boto3.dynamodb.conditions import Key as KeyCondition
 
+from liteserve.batch.records import iter_lines, line_too_long
+from liteserve.batch.storage import MAX_DYNAMODB_KEY_BYTES, key_bytes
 from liteserve.errors import BadRequest
 from liteserve.protocols import schemas
 
@@ -23,6 +26,9 @@ LABELS_PREFIX = "labels/"
 ERRORS_PREFIX = "labels-errors/"
 MAX_POST_ITEMS = schemas.MAX_LABELS
 _LABEL_FIELDS = schemas.fields(schemas.LABEL)  # key, label
+MAX_LABEL_BYTES = 1024  # a class name or a number; keeps every item far below DynamoDB's 400 KB
+WRITE_BATCH = 5000  # labels stored per batch while a file streams in
+MAX_ERROR_RECORDS = 10_000  # bad lines listed one by one in a file's error record; the rest are counted
 
 
 @dataclass(frozen=True)
@@ -51,52 +57,66 @@ def _value(value: Any, what: str) -> str:
     text = str(value).strip()
     if not text:
         raise ValueError(f"'{what}' must not be empty")
+    limit = MAX_DYNAMODB_KEY_BYTES if what == "key" else MAX_LABEL_BYTES
+    if len(text) * 4 > limit and key_bytes(text) > limit:
+        raise ValueError(f"'{what}' is {key_bytes(text)} bytes (UTF-8); at most {limit} are stored")
     return text
 
 
 def parse_file(name: str, data: bytes) -> tuple[list[Label], list[dict[str, Any]]]:
-    """Labels of a dropped file and its bad rows `{line, error, row}` (line numbers are 1-based, header included).
-    `.csv` files need a header with `key` and `label` columns; anything else is read as JSONL."""
+    """Labels of a whole file in memory and its bad rows `{line, error, row}` (see `parse_lines`)."""
     if name.endswith(".gz"):
-        import gzip
-
-        data = gzip.decompress(data)
-        name = name[:-3]
-    text = data.decode("utf-8", errors="replace")
-    if name.endswith(".csv"):
-        return _parse_csv(text)
-    good, bad = [], []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            good.append(check_item(orjson.loads(line)))
-        except orjson.JSONDecodeError as err:
-            bad.append({"line": number, "error": f"not valid JSON: {err}", "row": line[:500]})
-        except ValueError as err:
-            bad.append({"line": number, "error": str(err), "row": line[:500]})
+        data, name = gzip.decompress(data), name[:-3]
+    good: list[Label] = []
+    bad: list[dict[str, Any]] = []
+    for item in parse_lines(name, iter_lines([data])):
+        (good if isinstance(item, Label) else bad).append(item)  # type: ignore[arg-type]
     return good, bad
 
 
-def _parse_csv(text: str) -> tuple[list[Label], list[dict[str, Any]]]:
-    rows = csv.reader(io.StringIO(text))
-    header = next(rows, None)
-    columns = [c.strip() for c in header] if header else []
-    if "key" not in columns or "label" not in columns:
-        return [], [{"line": 1, "error": f"CSV header needs 'key' and 'label' columns, got {columns}", "row": None}]
-    k, lab = columns.index("key"), columns.index("label")
-    good, bad = [], []
-    for number, row in enumerate(rows, start=2):
-        if not row or not any(c.strip() for c in row):
+def parse_lines(name: str, lines: Iterable[tuple[int, bytes | None]]) -> Iterator[Label | dict[str, Any]]:
+    """Labels, and bad rows `{line, error, row}`, in file order (line numbers are 1-based, header included).
+    `.csv` files need a header with `key` and `label` columns; anything else is read as JSONL. A line that is
+    None (longer than the line limit) is a bad row."""
+    csv_file = name.endswith(".csv")
+    columns: list[str] | None = None
+    for number, raw in lines:
+        if raw is None:
+            yield {"line": number, "error": line_too_long(number), "row": None}
+            continue
+        text = raw.decode("utf-8", errors="replace").rstrip("\r")
+        if not text.strip():
+            continue
+        if not csv_file:
+            try:
+                yield check_item(orjson.loads(raw))
+            except orjson.JSONDecodeError as err:
+                yield {"line": number, "error": f"not valid JSON: {err}", "row": text[:500]}
+            except ValueError as err:
+                yield {"line": number, "error": str(err), "row": text[:500]}
+            continue
+        try:
+            row = next(csv.reader([text]))
+        except csv.Error as err:
+            yield {"line": number, "error": f"not valid CSV: {err}", "row": text[:500]}
+            continue
+        if columns is None:
+            columns = [c.strip() for c in row]
+            if "key" not in columns or "label" not in columns:
+                yield {
+                    "line": number,
+                    "error": f"CSV header needs 'key' and 'label' columns, got {columns}",
+                    "row": None,
+                }
+                return
             continue
         if len(row) != len(columns):
-            bad.append({"line": number, "error": f"{len(row)} columns, header has {len(columns)}", "row": row})
+            yield {"line": number, "error": f"{len(row)} columns, header has {len(columns)}", "row": row}
             continue
         try:
-            good.append(Label(_value(row[k], "key"), _value(row[lab], "label")))
+            yield Label(_value(row[columns.index("key")], "key"), _value(row[columns.index("label")], "label"))
         except ValueError as err:
-            bad.append({"line": number, "error": str(err), "row": row})
-    return good, bad
+            yield {"line": number, "error": str(err), "row": row}
 
 
 def parse_post(doc: Any) -> list[Label]:
@@ -167,11 +187,47 @@ def error_key(source_key: str) -> str:
     return f"{ERRORS_PREFIX}{name if name.endswith('.jsonl') else name + '.jsonl'}"
 
 
-def ingest_object(store: LabelStore, objects: Any, bucket: str, key: str) -> dict[str, Any]:
-    """Read a dropped label file, store its good rows, write its bad rows (with line numbers) to the error file."""
-    good, bad = parse_file(key, objects.read(key))
-    unique, replaced = last_wins(good)
-    written = store.put_many(unique, source=f"s3://{bucket}/{key}") if unique else 0
-    if bad:
-        objects.put(error_key(key), b"".join(orjson.dumps({"source": key, **e}) + b"\n" for e in bad))
-    return {"file": key, "rows": len(good) + len(bad), "stored": written, "replaced_in_file": replaced, "bad": len(bad)}
+def ingest_object(
+    store: LabelStore, objects: Any, bucket: str, key: str, max_bytes: int | None = None
+) -> dict[str, Any]:
+    """Stream a dropped label file into the labels table in batches (a later row relabels an earlier one) and
+    write its bad rows, with line numbers, to the error file. A file that cannot be read to its end (not gzip,
+    inflating past `max_bytes`) is refused there with the reason; the labels read before that are kept."""
+    gz = key.endswith(".gz")
+    summary: dict[str, Any] = {"file": key, "rows": 0, "stored": 0, "replaced_in_file": 0, "bad": 0}
+    errors: list[dict[str, Any]] = []
+    batch: list[Label] = []
+    seen: set[int] = set()  # hashes, not keys: a key may be 2 KB
+    last_line = 0
+
+    def flush() -> None:
+        if batch:
+            summary["stored"] += store.put_many(batch, source=f"s3://{bucket}/{key}")
+            batch.clear()
+
+    try:
+        lines = iter_lines(objects.stream(key, gunzip=gz, max_bytes=max_bytes))
+        for item in parse_lines(key[:-3] if gz else key, lines):
+            summary["rows"] += 1
+            if isinstance(item, Label):
+                digest = hash(item.key)
+                summary["replaced_in_file"] += digest in seen
+                seen.add(digest)
+                batch.append(item)
+                if len(batch) >= WRITE_BATCH:
+                    flush()
+                continue
+            summary["bad"] += 1
+            last_line = item["line"]
+            if len(errors) < MAX_ERROR_RECORDS:
+                errors.append(item)
+    except (ValueError, EOFError, OSError, zlib.error) as err:  # not gzip, truncated, or past the decompression cap
+        summary["refused"] = f"file refused after {summary['rows']} rows: {err}"
+    flush()
+    if summary["bad"] > len(errors):
+        errors.append({"line": last_line, "error": f"{summary['bad'] - len(errors)} more bad rows are not listed"})
+    if "refused" in summary:
+        errors.append({"line": None, "error": summary["refused"], "row": None})
+    if errors:
+        objects.put(error_key(key), b"".join(orjson.dumps({"source": key, **e}) + b"\n" for e in errors))
+    return summary

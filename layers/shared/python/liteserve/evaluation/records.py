@@ -165,10 +165,14 @@ def batch_object(
     keys: list,
     inputs: np.ndarray,
     outputs: dict[str, np.ndarray],
+    *,
+    run: int | None = None,
 ) -> tuple[str, bytes]:
     """(S3 key, gzip JSONL body) of one batch shard's prediction records. The name and bytes depend only on the
-    job and shard, so a retried shard overwrites its object with identical content."""
-    name = f"{BATCH_PREFIX}{hour_path(created_at)}/{quote(job_id, safe='')}-part-{shard:05d}.jsonl.gz"
+    job, its run and the shard, so a retried shard overwrites its object with identical content and two runs of a
+    job (a re-drop) never overwrite each other's records."""
+    run_part = "" if run is None else f"-run-{run:06d}"
+    name = f"{BATCH_PREFIX}{hour_path(created_at)}/{quote(job_id, safe='')}{run_part}-part-{shard:05d}.jsonl.gz"
     base = {"time": round(created_at, 3), "model": model, "version": version, "signature": signature}
     option = orjson.OPT_SERIALIZE_NUMPY
     out = bytearray()
