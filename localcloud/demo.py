@@ -204,7 +204,7 @@ def batch(demo: Demo, lc: LocalCloud, x: Any, y: Any, rows: int = 20_000) -> dic
         shown = None
         tty = sys.stdout.isatty()
         while time.monotonic() < deadline:
-            status, job = http(Api.of(lc), "GET", "/v1/batch/jobs/demo-scores")
+            status, job = http(Api.of(lc), "GET", "/v1/batch/jobs/demo-scores.jsonl")
             if status == 200:
                 total, done = job["shards"]["total"] or 0, job["shards"]["done"]
                 if (done, total, job["state"]) != shown:  # redraw only on progress (one line each when piped)
@@ -225,18 +225,21 @@ def batch(demo: Demo, lc: LocalCloud, x: Any, y: Any, rows: int = 20_000) -> dic
             f"{job['shards']['total']} shards, {job['timings']['elapsed_s']} s"
         )
     with demo.step("batch: the _SUCCESS manifest, output rows joined back by key, the error file") as notes:
-        manifest = json.loads(s3.get_object(Bucket=bucket, Key="results/demo-scores/_SUCCESS")["Body"].read())
-        print("      " + json.dumps({k: manifest[k] for k in ("state", "counts", "shards", "model_version")}))
-        part = s3.get_object(Bucket=bucket, Key="results/demo-scores/part-00000.jsonl")["Body"].read()
+        manifest = json.loads(s3.get_object(Bucket=bucket, Key="results/demo-scores.jsonl/_SUCCESS")["Body"].read())
+        print("      " + json.dumps({k: manifest[k] for k in ("state", "run", "counts", "shards", "model_version")}))
+
+        def read(uri: str) -> bytes:
+            return s3.get_object(Bucket=bucket, Key=uri.removeprefix(f"s3://{bucket}/"))["Body"].read()
+
+        part = read(manifest["output"]["parts"][0])  # the manifest lists exactly the run's parts
         for line in part.splitlines()[:3]:
             row = orjson.loads(line)
             print(
                 f"      {row['key']}: class {row['class_id']} (label {keys[row['key']]}), model v{row['model_version']}"
             )
-        errors = s3.get_object(Bucket=bucket, Key="results/demo-scores/errors/part-00000.jsonl")["Body"].read()
-        first = orjson.loads(errors.splitlines()[0])
+        first = orjson.loads(read(manifest["output"]["errors"][0]).splitlines()[0])
         print(f"      error: {first}")
-        notes.append(f"{len(part.splitlines())} rows in part-00000")
+        notes.append(f"{len(part.splitlines())} rows in the first of {len(manifest['output']['parts'])} parts")
     return keys
 
 

@@ -94,15 +94,23 @@ def finished(cloud: LocalCloud, job: str, timeout: float = 120) -> dict:
 
 
 def results(cloud: LocalCloud, job: str) -> tuple[list[dict], list[dict]]:
+    """The rows of what the job's published manifest lists: its parts and its error parts."""
     s3, bucket = cloud.client("s3"), cloud.name("DataBucket")
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"results/{job}/")
-    keys = sorted(o["Key"] for p in pages for o in p.get("Contents", []))
-    read = [(k, s3.get_object(Bucket=bucket, Key=k)["Body"].read()) for k in keys if k.endswith(".jsonl")]
-    parts = [
-        orjson.loads(line) for k, body in read if "/errors/" not in k and "/part-" in k for line in body.splitlines()
-    ]
-    errors = [orjson.loads(line) for k, body in read if "/errors/" in k for line in body.splitlines()]
-    return parts, errors
+    manifest = None
+    for name in ("_SUCCESS", "_FAILED"):
+        try:
+            manifest = json.loads(s3.get_object(Bucket=bucket, Key=f"results/{job}/{name}")["Body"].read())
+        except s3.exceptions.NoSuchKey:
+            continue
+    if manifest is None:
+        return [], []
+
+    def rows(uris: list[str]) -> list[dict]:
+        keys = [u.removeprefix(f"s3://{bucket}/") for u in uris]
+        bodies = [s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys]
+        return [orjson.loads(line) for data in bodies for line in data.splitlines()]
+
+    return rows(manifest["output"]["parts"]), rows(manifest["output"]["errors"])
 
 
 def get(cloud: LocalCloud, path: str) -> Any:
@@ -129,11 +137,11 @@ def online(cloud: LocalCloud, rows: dict[str, list[float]]) -> dict[str, dict]:
 def test_ten_thousand_keyed_rows_every_valid_key_once_as_online(cloud):
     lines, valid, bad = keyed_file(10_000)
     drop(cloud, "incoming/scores.jsonl", b"\n".join(lines) + b"\n")
-    manifest = finished(cloud, "scores")
+    manifest = finished(cloud, "scores.jsonl")
     assert manifest["state"] == "SUCCEEDED"
     assert manifest["counts"] == {"rows_in": 10_000, "rows_predicted": len(valid), "rows_rejected": len(bad)}
     assert manifest["shards"]["total"] > 2
-    parts, errors = results(cloud, "scores")
+    parts, errors = results(cloud, "scores.jsonl")
     keys = [p["key"] for p in parts]
     assert len(keys) == len(set(keys)) == len(valid)
     assert set(keys) == set(valid)
@@ -146,7 +154,7 @@ def test_ten_thousand_keyed_rows_every_valid_key_once_as_online(cloud):
         ref = reference[p["key"]]
         assert p["class_id"] == ref["class_id"]
         assert p["probabilities"] == ref["probabilities"]
-    status = json.loads(get(cloud, "/v1/batch/jobs/scores").read())
+    status = json.loads(get(cloud, "/v1/batch/jobs/scores.jsonl").read())
     assert status["state"] == "SUCCEEDED"
     assert status["shards"]["done"] == status["shards"]["total"]
 
@@ -155,7 +163,7 @@ def test_duplicate_notification_and_redrop_of_the_same_file(cloud):
     lines, valid, _ = keyed_file(1500, bad_every=0)
     body = b"\n".join(lines)
     etag = drop(cloud, "incoming/twice.jsonl", body)
-    first = finished(cloud, "twice")
+    first = finished(cloud, "twice.jsonl")
     drop(cloud, "incoming/twice.jsonl", body)  # same bytes, same ETag: S3 notifies again, nothing is redone
     record = {
         "eventVersion": "2.1",
@@ -167,11 +175,12 @@ def test_duplicate_notification_and_redrop_of_the_same_file(cloud):
             "object": {"key": "incoming/twice.jsonl", "eTag": etag, "size": len(body)},
         },
     }
-    assert cloud.invoke("BatchSplitFunction", {"Records": [record]})["jobs"] == [{"job_id": "twice", "duplicate": True}]
+    summaries = cloud.invoke("BatchSplitFunction", {"Records": [record]})["jobs"]
+    assert summaries == [{"job_id": "twice.jsonl", "duplicate": True}]
     cloud.wait_idle(timeout=60)
-    parts, _ = results(cloud, "twice")
+    parts, _ = results(cloud, "twice.jsonl")
     assert sorted(p["key"] for p in parts) == sorted(valid)
-    assert finished(cloud, "twice")["timings"]["created_at"] == first["timings"]["created_at"]
+    assert finished(cloud, "twice.jsonl")["timings"]["created_at"] == first["timings"]["created_at"]
 
 
 def test_duplicate_shard_deliveries_and_a_killed_worker(tolerant):
@@ -193,11 +202,11 @@ def test_duplicate_shard_deliveries_and_a_killed_worker(tolerant):
     for body in copies.values():
         sqs.send_message(QueueUrl=queue, MessageBody=body)
         sqs.send_message(QueueUrl=queue, MessageBody=body)
-    manifest = finished(cloud, "faults")
+    manifest = finished(cloud, "faults.jsonl")
     cloud.wait_idle(timeout=60)  # the duplicates are processed too
     assert manifest["state"] == "SUCCEEDED"
     assert manifest["counts"]["rows_predicted"] == len(valid)
-    parts, _ = results(cloud, "faults")
+    parts, _ = results(cloud, "faults.jsonl")
     keys = [p["key"] for p in parts]
     assert len(keys) == len(set(keys)) == len(valid)
 
@@ -205,8 +214,8 @@ def test_duplicate_shard_deliveries_and_a_killed_worker(tolerant):
 def test_a_shard_that_always_fails_goes_to_the_dlq_and_fails_its_job(cloud):
     lines, valid, _ = keyed_file(300, bad_every=0)
     body = b"\n".join(lines) + b"\n"
-    drop(cloud, "incoming/real.jsonl", body)
-    finished(cloud, "real")
+    etag = drop(cloud, "incoming/real.jsonl", body)
+    finished(cloud, "real.jsonl")
     # A two-shard job whose second shard points at an object that does not exist: every delivery fails.
     table = cloud.client("dynamodb")
     options = json.dumps(
@@ -224,7 +233,8 @@ def test_a_shard_that_always_fails_goes_to_the_dlq_and_fails_its_job(cloud):
         TableName=cloud.name("JobsTable"),
         Item={
             "job_id": {"S": "poison"},
-            "etag": {"S": "e1"},
+            "run": {"N": "1"},
+            "etag": {"S": etag},
             "state": {"S": "RUNNING"},
             "source": {"S": "incoming/x.jsonl"},
             "done": {"NS": ["-1"]},
@@ -241,7 +251,8 @@ def test_a_shard_that_always_fails_goes_to_the_dlq_and_fails_its_job(cloud):
     )
     base = {
         "job_id": "poison",
-        "etag": "e1",
+        "run": 1,
+        "etag": etag,
         "first_line": 1,
         "format": "jsonl",
         "header": None,
@@ -271,15 +282,17 @@ def test_csv_gzip_ordered_and_cached_lookup(cloud):
     rows = ["key," + ",".join(f"px{i}" for i in range(64))] + [k + "," + ",".join(map(str, valid[k])) for k in keys]
     rows.insert(100, "oops,1,2,3")
     drop(cloud, "incoming/table.csv.gz", gzip.compress("\n".join(rows).encode()), ordered="true", cache="true")
-    assert finished(cloud, "table")["state"] == "SUCCEEDED"
+    assert finished(cloud, "table.csv.gz")["state"] == "SUCCEEDED"
     s3 = cloud.client("s3")
-    ordered = s3.get_object(Bucket=cloud.name("DataBucket"), Key="results/table/ordered.jsonl")["Body"].read()
+    ordered_uri = finished(cloud, "table.csv.gz")["output"]["ordered"]
+    ordered_key = ordered_uri.removeprefix(f"s3://{cloud.name('DataBucket')}/")
+    ordered = s3.get_object(Bucket=cloud.name("DataBucket"), Key=ordered_key)["Body"].read()
     assert [orjson.loads(line)["key"] for line in ordered.splitlines()] == keys
-    _, errors = results(cloud, "table")
+    _, errors = results(cloud, "table.csv.gz")
     assert errors == [{"line": 101, "key": "oops", "error": "expected 65 columns, got 4"}]
     got = json.loads(get(cloud, f"/v1/predictions/{keys[3]}").read())
     assert got["key"] == keys[3]
-    assert got["job_id"] == "table"
+    assert got["job_id"] == "table.csv.gz"
     x = np.asarray([valid[keys[3]]], dtype=np.float32)
     assert got["class_id"] == online(cloud, {keys[3]: x[0].tolist()})[keys[3]]["class_id"]
     with pytest.raises(urllib.error.HTTPError) as err:
@@ -296,7 +309,7 @@ def test_csv_gzip_ordered_and_cached_lookup(cloud):
 )
 def test_empty_file_and_file_with_no_valid_rows(cloud, key, body, state, predicted):
     drop(cloud, key, body)
-    job = key.removeprefix("incoming/").split(".")[0]
+    job = key.removeprefix("incoming/")
     manifest = finished(cloud, job)
     assert manifest["state"] == state
     assert manifest["counts"]["rows_predicted"] == predicted

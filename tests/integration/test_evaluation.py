@@ -94,12 +94,12 @@ def run_batch(cloud: LocalCloud, job: str, keys: list[str], x: np.ndarray) -> di
 
     def done():
         try:
-            return json.loads(s3.get_object(Bucket=bucket, Key=f"results/{job}/_SUCCESS")["Body"].read())
+            return json.loads(s3.get_object(Bucket=bucket, Key=f"results/{job}.jsonl/_SUCCESS")["Body"].read())
         except s3.exceptions.NoSuchKey:
             return None
 
-    wait_for(done, timeout=60, interval=0.3)
-    parts = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=f"results/{job}/part-")["Contents"]]
+    manifest = wait_for(done, timeout=60, interval=0.3)
+    parts = [uri.removeprefix(f"s3://{bucket}/") for uri in manifest["output"]["parts"]]
     return {p["key"]: p["class_id"] for key in parts for p in map(orjson.loads, read(cloud, key).splitlines())}
 
 
