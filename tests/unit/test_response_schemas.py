@@ -104,3 +104,17 @@ def test_cached_prediction(models):
     outputs = model.predict("serving_default", {"x": tfserving.to_batch(ROWS, model.signature(None).inputs["x"])})
     (prediction,) = tfserving.instance_objects({k: v[:1] for k, v in outputs.items()})
     check({"key": "a", "job_id": "j1", **prediction}, schemas.CACHED_PREDICTION)
+
+
+def test_batch_manifest_lists_the_runs_objects():
+    job = Job("a/b.jsonl", "etag", "SUCCEEDED", run=3, shards_total=1, done={0}, options={"ordered": True})
+    parts = ["results/a/b.jsonl/run-000003/part-00000.jsonl"]
+    doc = Pipeline.describe(SimpleNamespace(config=SimpleNamespace(bucket="bucket")), job, parts=parts, errors=[])
+    check(doc, schemas.BATCH_JOB)
+    assert doc["output"] == {
+        "manifest": "s3://bucket/results/a/b.jsonl/_SUCCESS",
+        "prefix": "s3://bucket/results/a/b.jsonl/run-000003/",
+        "parts": ["s3://bucket/results/a/b.jsonl/run-000003/part-00000.jsonl"],
+        "errors": [],
+        "ordered": "s3://bucket/results/a/b.jsonl/run-000003/ordered.jsonl",
+    }

@@ -314,10 +314,12 @@ BATCH_JOB: Schema = {
     "type": "object",
     "required": ["job_id", "state", "source", "shards", "counts", "output", "timings", "reasons"],
     "properties": {
-        "job_id": {"type": "string"},
+        "job_id": {"type": "string", "description": "The object key without `incoming/`, suffix included."},
+        "run": {"type": "integer", "minimum": 0, "description": "The job's current run: one per (re)start."},
         "state": {"type": "string", "enum": ["PLANNING", "RUNNING", "SUCCEEDED", "FAILED"]},
         "source": {"type": "string"},
         "etag": {"type": ["string", "null"]},
+        "version_id": {"type": "string"},
         "model": {"type": ["string", "null"]},
         "signature": {"type": ["string", "null"]},
         "model_version": {"type": ["string", "null"]},
@@ -331,7 +333,17 @@ BATCH_JOB: Schema = {
             },
         },
         "counts": {"type": "object", "additionalProperties": {"type": "integer"}},
-        "output": {"type": "object", "additionalProperties": {"type": "string"}},
+        "output": {
+            "type": "object",
+            "required": ["manifest", "prefix"],
+            "properties": {
+                "manifest": {"type": "string", "description": "`_SUCCESS` or `_FAILED`: lists the run's objects."},
+                "prefix": {"type": "string", "description": "The run's folder."},
+                "ordered": {"type": "string"},
+                "parts": {"type": "array", "items": {"type": "string"}},
+                "errors": {"type": "array", "items": {"type": "string"}},
+            },
+        },
         "timings": {
             "type": "object",
             "properties": {
