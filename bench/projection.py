@@ -402,8 +402,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         projections.append(
             {**cheapest_shard(rows, args.memory_mb, args.concurrency, measured, shape), "cheapest": True}
         )
+    batch = results.get("batch", {}).get("2_workers", {})
+    cross_check = {
+        "cpu_s_per_4mib_shard_here": round(measured.worker_fixed_s + measured.worker_s_per_byte * 4 * MIB, 3),
+        "local_cloud_worker_s_per_shard": round(batch["worker_seconds"] / batch["shards"], 3)
+        if batch.get("shards")
+        else None,
+    }
     out = {
         "measured": asdict(measured),
+        "cross_check": cross_check,
         "measured_on": "this machine; worker/planner CPU per byte from real digits rows (bench/projection.py)",
         "pipeline_shape": asdict(shape),
         "prices": {k: asdict(v) for k, v in PRICES.items()},
