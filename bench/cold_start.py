@@ -10,8 +10,8 @@ by layers/runtime/Makefile into bench/.cache (pip's cache makes that ~20 s once)
 are copied without ``__pycache__``, as a fresh checkout ships them.
 
 Prints JSON: per case the median/min/max wall time over interleaved repeats, the peak RSS, the ratio to the raw
-interpreter (ratio of medians, and the spread of per-round ratios), the phases measured inside the child, and the
-largest import-time costs (``python -X importtime``) of the handler.
+interpreter (median of the per-round ratios, their min/max, and the ratio of the medians), the phases measured
+inside the child, and what the handler imports beyond the raw interpreter (``python -X importtime``).
 
 Usage: python bench/cold_start.py [REPEATS]
 """
@@ -288,8 +288,11 @@ def main(repeats: int = 11) -> dict:
     for name in cases:
         if name == "raw_interpreter":
             continue
+        # Each round runs every case back to back, so the per-round ratio cancels most of the machine's drift;
+        # its median is the figure the goal is judged on (the ratio of the medians is kept next to it).
         paired = [h["wall_s"] / r["wall_s"] for h, r in zip(samples[name], samples["raw_interpreter"], strict=True)]
-        result[name]["init_ratio_vs_raw"] = round(result[name]["init_s_median"] / raw["init_s_median"], 2)
+        result[name]["init_ratio_vs_raw"] = round(statistics.median(paired), 2)
+        result[name]["init_ratio_of_medians"] = round(result[name]["init_s_median"] / raw["init_s_median"], 2)
         result[name]["init_ratio_per_round"] = {
             "median": round(statistics.median(paired), 2),
             "min": round(min(paired), 2),
