@@ -250,7 +250,7 @@ def _summary(runs: list[dict]) -> dict:
     }
 
 
-def main(repeats: int = 11) -> dict:
+def main(repeats: int = 15) -> dict:
     layer = runtime_layer()
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
@@ -309,4 +309,4 @@ def main(repeats: int = 11) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps({"cold_start": main(int(sys.argv[1]) if len(sys.argv) > 1 else 11)}, indent=2))
+    print(json.dumps({"cold_start": main(int(sys.argv[1]) if len(sys.argv) > 1 else 15)}, indent=2))

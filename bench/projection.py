@@ -23,6 +23,10 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.report import duration  # noqa: E402
+
 MIB = 1024 * 1024
 READ_ON = "2026-12-02"
 
@@ -279,7 +283,7 @@ def cheapest_shard(rows: int, memory_mb: int, concurrency: int, m: Measured, sha
 # ------------------------------------------------------------------ measurement (this machine)
 def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * MIB, 4 * MIB)) -> Measured:
     """Time the worker's and the planner's CPU work on real digits rows, outside the batch package's adapters."""
-    sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "shared" / "python")]
+    sys.path.insert(0, str(ROOT / "layers" / "shared" / "python"))
     from liteserve.batch.jobs import Pipeline
     from liteserve.batch.plan import KeyLedger, cut_shards
     from liteserve.batch.records import RowFormat
@@ -361,12 +365,6 @@ def _timed(fn: Any, arg: Any) -> float:
 SIZES = (10_000_000, 100_000_000, 1_000_000_000)
 
 
-def _duration(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:,.0f} s"
-    return f"{seconds / 60:,.1f} min" if seconds < 3600 else f"{seconds / 3600:,.2f} h"
-
-
 def table(result: dict[str, Any]) -> str:
     """Markdown table of a ``main()`` result."""
     lines = [
@@ -378,8 +376,8 @@ def table(result: dict[str, Any]) -> str:
         others = max(v for k, v in r["floors_s"].items() if not k.startswith("planner"))
         lines.append(
             f"| {r['rows']:,} | {r['shard_mib']:g} MiB{' (cheapest)' if r.get('cheapest') else ''} | "
-            f"{r['shards']:,} | {r['worker_s_per_shard']:.2f} | {_duration(r['wall_s'])} | {r['binding']} | "
-            f"{_duration(others)} | {r['total_usd']:,.2f} | {r['usd_per_million_rows']:.4f} | "
+            f"{r['shards']:,} | {r['worker_s_per_shard']:.2f} | {duration(r['wall_s'])} | {r['binding']} | "
+            f"{duration(others)} | {r['total_usd']:,.2f} | {r['usd_per_million_rows']:.4f} | "
             f"{'; '.join(r['violations']) or '—'} |"
         )
     return "\n".join(lines) + "\n"

@@ -255,6 +255,13 @@ def _load(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def duration(seconds: float) -> str:
+    """Seconds as s, min or h, whichever reads best."""
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    return f"{seconds / 60:,.1f} min" if seconds < 3600 else f"{seconds / 3600:,.2f} h"
+
+
 def _projection(r: dict[str, Any]) -> list[Row]:
     rows = []
     for p in r["projections"]:
@@ -262,7 +269,7 @@ def _projection(r: dict[str, Any]) -> list[Row]:
         rows.append(
             Row(
                 f"AWS projection: {p['rows']:,} rows, {shard}, concurrency {p['concurrency']}",
-                f"{p['wall_s'] / 3600:,.2f} h, ${p['total_usd']:,.2f} (${p['usd_per_million_rows']:.4f} per M rows)",
+                f"{duration(p['wall_s'])}, ${p['total_usd']:,.2f} (${p['usd_per_million_rows']:.4f} per M rows)",
                 f"binds first: {p['binding']}"
                 + (f"; cannot run today: {'; '.join(p['violations'])}" if p["violations"] else ""),
             )
