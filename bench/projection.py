@@ -172,6 +172,17 @@ def ramp_seconds(
     return ramp + (instance_seconds - ramp_work) / concurrency
 
 
+def worker_work(shard_seconds: float, init_s: float, concurrency: float) -> tuple[float, float]:
+    """(instance-seconds including cold starts, instances started): every instance the event source starts pays one
+    (billed) INIT, and it starts as many as its ramp reaches before the work is done, at most ``concurrency``."""
+    start, per_s = LIMITS["esm_start_concurrency"].value, LIMITS["esm_ramp_per_minute"].value / 60
+    instances = min(concurrency, start)
+    for _ in range(5):  # a fixed point: more instances add INIT work, which lengthens the ramp a little
+        wall = ramp_seconds(shard_seconds + instances * init_s, concurrency)
+        instances = min(concurrency, max(instances, start + per_s * wall))
+    return shard_seconds + instances * init_s, instances
+
+
 def worker_seconds(shard_bytes: float, memory_mb: float, m: Measured, shape: PipelineShape) -> float:
     """Duration of one worker invocation on one shard: CPU scaled to the vCPU share, plus S3/DynamoDB I/O."""
     cpu = (m.worker_fixed_s + m.worker_s_per_byte * shard_bytes) / (
@@ -208,8 +219,7 @@ def project(
         + math.ceil(shards / 10) * ASSUMED["sqs_request_latency_s"].value
     )
     wru, rru, item_bytes = ledger_units(shards, shape.job_item_base_bytes)
-    # One cold start (billed INIT) per worker instance.
-    work = shards * d + concurrency_eff * m.init_s / cpu_share(memory_mb)
+    work, instances = worker_work(shards * d, m.init_s / cpu_share(memory_mb), concurrency_eff)
     floors = {
         "worker concurrency (SQS event source ramp, then the cap)": ramp_seconds(work, concurrency_eff),
         "planner: one Lambda streams and parses the whole file": planner_s + d,
@@ -254,6 +264,7 @@ def project(
         "shards": shards,
         "memory_mb": memory_mb,
         "concurrency": int(concurrency_eff),
+        "worker_instances": round(instances),
         "worker_s_per_shard": round(d, 3),
         "planner_s": round(planner_s, 1),
         "wall_s": round(floors[binding], 1),

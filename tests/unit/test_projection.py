@@ -23,6 +23,7 @@ from bench.projection import (
     set_bytes,
     table,
     worker_seconds,
+    worker_work,
 )
 
 MEASURED = Measured(
@@ -72,6 +73,15 @@ def test_ramp_seconds_follows_the_event_source_scaling():
     assert ramp_seconds(0, 100) == 0.0
 
 
+def test_worker_work_adds_one_init_per_instance_the_ramp_reaches():
+    # 20 instance-seconds at the start width of 5 and +5/s: ~2 s, so ~15 instances start, each paying its INIT
+    work, instances = worker_work(20.0, 0.1, 1000)
+    assert 14 < instances < 17
+    assert work == pytest.approx(20.0 + instances * 0.1)
+    assert worker_work(10_000.0, 0.1, 50) == pytest.approx((10_000.0 + 50 * 0.1, 50))  # capped
+    assert worker_work(20.0, 0.0, 1000)[0] == 20.0
+
+
 def test_worker_seconds_scale_cpu_by_the_vcpu_share():
     shape = PipelineShape()
     full, half = worker_seconds(4 * MIB, 1769, MEASURED, shape), worker_seconds(4 * MIB, 884.5, MEASURED, shape)
@@ -117,10 +127,10 @@ def test_a_shard_too_big_for_the_worker_is_flagged():
 
 
 def test_more_concurrency_never_slows_the_workers():
-    slow = project(10_000_000, 4 * MIB, 1024, 20, MEASURED, PipelineShape())
-    fast = project(10_000_000, 4 * MIB, 1024, 1000, MEASURED, PipelineShape())
     key = "worker concurrency (SQS event source ramp, then the cap)"
-    assert fast["floors_s"][key] < slow["floors_s"][key]
+    for rows in (10_000_000, 100_000_000):
+        walls = [project(rows, 4 * MIB, 1024, c, MEASURED, PipelineShape())["floors_s"][key] for c in (20, 100, 1000)]
+        assert walls == sorted(walls, reverse=True), walls
     assert project(100_000_000, 4 * MIB, 1024, 5000, MEASURED, PipelineShape())["concurrency"] == 1000
 
 
