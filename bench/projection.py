@@ -75,6 +75,9 @@ LIMITS: dict[str, Source] = {
     "ddb_item_bytes": Source(400 * 1024, "bytes per item", DDB + "ServiceQuotas.html"),
     "ddb_partition_wcu_s": Source(1000, "write units per s per partition", DDB + "bp-partition-key-design.html"),
     "ddb_partition_rcu_s": Source(3000, "read units per s per partition", DDB + "bp-partition-key-design.html"),
+    "ddb_new_table_wru_s": Source(4000, "write units per s, new on-demand table", DDB + "on-demand-capacity-mode.html"),
+    "ddb_peak_doubling_s": Source(1800, "s to double the previous peak", DDB + "on-demand-capacity-mode.html"),
+    "ddb_table_wru_s_max": Source(40000, "write units per s per table (default)", DDB + "ServiceQuotas.html"),
 }
 # Billing rules used below: UpdateItem is billed on the larger of the item's sizes before and after, in 1 KB write
 # units; a strongly consistent read in 4 KB units (DDB + "read-write-operations.html"). Lambda bills the INIT phase
@@ -120,6 +123,7 @@ class Measured:
     worker_peak_bytes_per_byte: float  # extra peak memory per input byte of a shard (tracemalloc)
     ledger_bytes_per_key: float  # planner memory per distinct key (tracemalloc)
     output_bytes_per_row: float  # results part + gzip prediction-log object
+    part_bytes_per_row: float  # the results line alone (what the key-lookup cache stores per row)
     worker_base_mb: float  # peak RSS of a function that has loaded its models (bench/cold_start.py)
     init_s: float  # cold start of one worker instance (bench/cold_start.py, handler median)
 
@@ -181,6 +185,17 @@ def worker_work(shard_seconds: float, init_s: float, concurrency: float) -> tupl
         wall = ramp_seconds(shard_seconds + instances * init_s, concurrency)
         instances = min(concurrency, max(instances, start + per_s * wall))
     return shard_seconds + instances * init_s, instances
+
+
+def on_demand_seconds(units: float, initial_per_s: float, doubling_s: float, max_per_s: float = math.inf) -> float:
+    """Seconds to write ``units`` on an on-demand table that serves ``initial_per_s`` at first and doubles its
+    peak every ``doubling_s`` while driven at it, up to ``max_per_s`` (the table's throughput quota)."""
+    elapsed, rate = 0.0, min(initial_per_s, max_per_s)
+    while units > rate * doubling_s and rate < max_per_s:
+        units -= rate * doubling_s
+        elapsed += doubling_s
+        rate = min(2 * rate, max_per_s)
+    return elapsed + units / rate
 
 
 def worker_seconds(shard_bytes: float, memory_mb: float, m: Measured, shape: PipelineShape) -> float:
@@ -258,6 +273,16 @@ def project(
         "s3_storage_1_month": output_gb * p["s3_storage_gb_month"],
     }
     total = sum(cost.values())
+    # The job option cache=true also writes every prediction to the key-lookup table (one item per row).
+    cache_wru = rows * math.ceil((m.part_bytes_per_row + 64) / 1024)
+    cache = {
+        "usd": round(cache_wru * p["ddb_wru"], 2),
+        "write_units": cache_wru,
+        "floor_s_on_a_new_table": round(
+            on_demand_seconds(cache_wru, LIMITS["ddb_new_table_wru_s"].value, LIMITS["ddb_peak_doubling_s"].value),
+            1,
+        ),
+    }
     return {
         "rows": rows,
         "shard_mib": round(shard_bytes / MIB, 3),
@@ -276,6 +301,7 @@ def project(
         "total_usd": round(total, 2),
         "usd_per_million_rows": round(total / rows * 1e6, 4),
         "job_item_kb": round(item_bytes / 1024, 1),
+        "with_cache_option": cache,
         "worker_mb_needed": round(worker_mb),
     }
 
@@ -314,12 +340,12 @@ def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * 
         data = (body * (size // len(body) + 1))[:size]
         return data[: data.rfind(b"\n") + 1]
 
-    def work(data: bytes) -> int:
+    def work(data: bytes) -> tuple[int, int]:
         rows, values = fmt.parse(data, 1, spec)
         out = Pipeline._predict(model, sig.name, spec.name, values)
         part = Pipeline._part_lines(rows.keys, out, "key", model.version)
         _, log = batch_object("bench", 0, time.time(), model.name, model.version, sig.name, rows.keys, values, out)
-        return len(part) + len(log)
+        return len(part), len(log)
 
     timings = []
     for size in shard_sizes:
@@ -330,7 +356,7 @@ def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * 
     (b0, t0), (b1, t1) = timings[0], timings[-1]
     per_byte = (t1 - t0) / (b1 - b0)
     data = shard_of(shard_sizes[0])
-    out_bytes = work(data)
+    part_bytes, log_bytes = work(data)
     rows_in_shard = data.count(b"\n")
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -360,7 +386,8 @@ def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * 
         planner_s_per_byte=planner,
         worker_peak_bytes_per_byte=round(peak / len(data), 2),
         ledger_bytes_per_key=round(ledger_bytes, 1),
-        output_bytes_per_row=round(out_bytes / rows_in_shard, 1),
+        output_bytes_per_row=round((part_bytes + log_bytes) / rows_in_shard, 1),
+        part_bytes_per_row=round(part_bytes / rows_in_shard, 1),
         worker_base_mb=cold.get("peak_rss_mb_max", 64.0),
         init_s=cold.get("init_s_median", 1.0),
     )
@@ -380,15 +407,17 @@ def table(result: dict[str, Any]) -> str:
     """Markdown table of a ``main()`` result."""
     lines = [
         "| rows | shard | shards | worker s/shard | wall time | binds first | wall if planning were parallel | "
-        "cost (USD) | USD per M rows | cannot run today because |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "cost (USD) | USD per M rows | job option cache=true adds | cannot run today because |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in result["projections"]:
         others = max(v for k, v in r["floors_s"].items() if not k.startswith("planner"))
+        cache = r["with_cache_option"]
         lines.append(
             f"| {r['rows']:,} | {r['shard_mib']:g} MiB{' (cheapest)' if r.get('cheapest') else ''} | "
             f"{r['shards']:,} | {r['worker_s_per_shard']:.2f} | {duration(r['wall_s'])} | {r['binding']} | "
             f"{duration(others)} | {r['total_usd']:,.2f} | {r['usd_per_million_rows']:.4f} | "
+            f"${cache['usd']:,.2f}, ≥ {duration(cache['floor_s_on_a_new_table'])} of writes | "
             f"{'; '.join(r['violations']) or '—'} |"
         )
     return "\n".join(lines) + "\n"

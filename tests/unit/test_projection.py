@@ -18,6 +18,7 @@ from bench.projection import (
     cpu_share,
     ledger_units,
     number_bytes,
+    on_demand_seconds,
     project,
     ramp_seconds,
     set_bytes,
@@ -34,6 +35,7 @@ MEASURED = Measured(
     worker_peak_bytes_per_byte=12.0,
     ledger_bytes_per_key=110.0,
     output_bytes_per_row=200.0,
+    part_bytes_per_row=150.0,
     worker_base_mb=45.0,
     init_s=0.3,
 )
@@ -147,4 +149,18 @@ def test_table_has_one_row_per_projection():
     assert len(lines) == 4
     assert lines[2].startswith("| 1,000,000 | 4 MiB |")
     assert lines[2].endswith("| — |")  # a million rows runs as it is
-    assert {line.count(" | ") for line in lines} == {9}
+    assert {line.count(" | ") for line in lines} == {10}
+
+
+def test_on_demand_writes_double_their_peak_every_period():
+    assert on_demand_seconds(2000, 4000, 1800) == pytest.approx(0.5)
+    # 7.2 M units in the first 30 min at 4,000/s, then 8,000/s: 8 M more units take 1,000 s
+    assert on_demand_seconds(7.2e6 + 8e6, 4000, 1800) == pytest.approx(1800 + 1000)
+    # capped at 6,000/s: after the first period the rest runs at the cap
+    assert on_demand_seconds(7.2e6 + 6e6, 4000, 1800, 6000) == pytest.approx(1800 + 1000)
+
+
+def test_the_cache_option_writes_one_item_per_row():
+    r = project(10_000_000, 4 * MIB, 1024, 1000, MEASURED)
+    assert r["with_cache_option"]["write_units"] == 10_000_000  # a 150-byte line fits one 1 KB unit
+    assert r["with_cache_option"]["usd"] == pytest.approx(10_000_000 * PRICES["ddb_wru"].value, abs=0.01)
