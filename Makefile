@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 MODEL_NAMES := digits digits-edge digits-cloud
 MODEL_FILES := $(foreach m,$(MODEL_NAMES),layers/model/models/$(m)/model.tflite layers/model/models/$(m)/manifest.json)
 
-.PHONY: promotion training-source help venv sam-venv lint-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench load openapi retrain-interval clean
+.PHONY: promotion training-source help venv sam-venv lint-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench projection load openapi retrain-interval clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -100,8 +100,13 @@ logs: venv ## follow every function's logs of the local cloud
 demo: venv train-venv $(MODEL_FILES) ## the end-to-end story on the embedded default
 	$(BIN)/python -m localcloud.demo
 
+# Micro-benchmarks run in BENCH_PROCESSES fresh processes (default 5) and report medians with min/max; the cold start
+# builds the runtime layer into bench/.cache once when there is no `sam build` output.
 bench: venv $(MODEL_FILES) ## run every benchmark in bench/: bench/results.json + the table bench/results.md (printed)
 	$(BIN)/python bench/run_all.py
+
+projection: venv $(MODEL_FILES) ## AWS wall time and cost of 10 M/100 M/1 B rows (PROJECTION_ARGS="--concurrency 100")
+	$(BIN)/python bench/projection.py --table $(PROJECTION_ARGS)
 
 load: venv $(MODEL_FILES) ## load test of the local HTTP API: 60 s at concurrency 16 (LOAD_SECONDS=20 for less)
 	$(BIN)/python bench/load.py --seconds $(or $(LOAD_SECONDS),60)

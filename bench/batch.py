@@ -1,6 +1,8 @@
 """Batch serving throughput: a keyed file through the local cloud end to end (drop -> _SUCCESS) with 1 and 2
 workers, next to a single-process loop over the same file that parses, runs the batched runner and writes the
-output (the local limit). Also a worker's peak RSS and an AWS cost estimate per million predictions, batch vs online.
+output (the local limit). Also a worker's peak RSS, an AWS cost estimate per million predictions (batch vs online),
+and where the time goes: the limit's stages (read, parse, infer, serialize, write, plus the worker's prediction-log
+object) and the end-to-end run's stages from the _SUCCESS manifest's timestamps (planning, workers, utilization).
 
 Usage: python bench/batch.py [ROWS]   (default 1 000 000; prints JSON)
 """
@@ -23,6 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "shared" / "python")]
 
 from liteserve.batch.jobs import Pipeline  # noqa: E402
 from liteserve.batch.records import RowFormat  # noqa: E402
+from liteserve.evaluation.records import batch_object  # noqa: E402
 from liteserve.runtime import ModelRepository  # noqa: E402
 
 from localcloud import LocalCloud  # noqa: E402
@@ -51,27 +54,54 @@ def make_file(rows: int) -> bytes:
 
 
 def local_limit(path: Path, out_path: Path, rows: int) -> dict:
-    """One process: read the file in shard-sized chunks, parse, predict in batches, write the output lines."""
+    """One process: read the file in shard-sized chunks, parse, predict in batches, write the output lines.
+
+    Each stage is timed on its own; the worker's one extra stage (the gzip prediction-log object of every shard,
+    liteserve.evaluation.records.batch_object) is timed on the same chunks but kept out of the limit."""
     model = ModelRepository(ROOT / "layers" / "model" / "models").get("digits")
     sig = model.signature(None)
     spec = sig.inputs["x"]
     fmt = RowFormat("jsonl")
+    stages = dict.fromkeys(("read", "parse", "infer", "serialize", "write"), 0.0)
+    log_object = 0.0
     started = time.perf_counter()
     predicted, line = 0, 1
     with open(path, "rb") as src, open(out_path, "wb") as out:
         carry = b""
-        while chunk := src.read(SHARD_BYTES):
+        while True:
+            t0 = time.perf_counter()
+            chunk = src.read(SHARD_BYTES)
+            t1 = time.perf_counter()
+            stages["read"] += t1 - t0
+            if not chunk:
+                break
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
             data, carry = data[:cut], data[cut:]
             parsed, values = fmt.parse(data, line, spec)
+            t2 = time.perf_counter()
             line += data.count(b"\n")
             outputs = Pipeline._predict(model, sig.name, "x", values)
-            out.write(Pipeline._part_lines(parsed.keys, outputs, "key", model.version))
+            t3 = time.perf_counter()
+            part = Pipeline._part_lines(parsed.keys, outputs, "key", model.version)
+            t4 = time.perf_counter()
+            out.write(part)
+            t5 = time.perf_counter()
+            stages["parse"] += t2 - t1
+            stages["infer"] += t3 - t2
+            stages["serialize"] += t4 - t3
+            stages["write"] += t5 - t4
             predicted += len(parsed.keys)
-    seconds = time.perf_counter() - started
+            batch_object("bench", 0, 0.0, model.name, model.version, sig.name, parsed.keys, values, outputs)
+            log_object += time.perf_counter() - t5
+    seconds = time.perf_counter() - started - log_object
     assert predicted == rows, (predicted, rows)
-    return {"seconds": round(seconds, 2), "rows_per_s": round(rows / seconds)}
+    return {
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rows / seconds),
+        "stages_s": {k: round(v, 2) for k, v in stages.items()},
+        "worker_extra_stage_s": {"prediction_log_object": round(log_object, 2)},
+    }
 
 
 def through_local_cloud(body: bytes, rows: int, workers: int, state: Path) -> dict:
@@ -89,7 +119,7 @@ def through_local_cloud(body: bytes, rows: int, workers: int, state: Path) -> di
         s3, bucket = lc.client("s3"), lc.name("DataBucket")
         started = time.perf_counter()
         s3.put_object(Bucket=bucket, Key="incoming/bench.jsonl", Body=body)
-        uploaded = time.perf_counter()
+        uploaded, uploaded_epoch = time.perf_counter(), time.time()
         while True:
             try:
                 manifest = json.loads(s3.get_object(Bucket=bucket, Key="results/bench/_SUCCESS")["Body"].read())
@@ -101,12 +131,31 @@ def through_local_cloud(body: bytes, rows: int, workers: int, state: Path) -> di
     assert manifest["counts"]["rows_predicted"] == rows, manifest["counts"]
     peak = max(int(m) for m in re.findall(r"Max Memory Used: (\d+) MB", log))
     return {
+        "stages_s": stages_from_manifest(manifest.get("timings", {}), uploaded - started, uploaded_epoch, workers),
         "seconds": round(seconds, 2),
         "upload_seconds": round(uploaded - started, 2),
         "rows_per_s": round(rows / seconds),
         "shards": manifest["shards"]["total"],
         "worker_seconds": manifest["timings"]["worker_seconds"],
         "worker_peak_rss_mb": peak,
+    }
+
+
+def stages_from_manifest(timings: dict, upload_s: float, uploaded_epoch: float, workers: int) -> dict:
+    """Where a job's wall time went, from the _SUCCESS manifest's timestamps (read from outside the pipeline):
+    upload, S3 notification to the planner's start, planning, workers after planning, and how busy the workers were
+    (their summed shard seconds over workers x the time from the job's start to its end)."""
+    created, planned, finished = (timings.get(k) for k in ("created_at", "planned_at", "finished_at"))
+    if None in (created, planned, finished):
+        return {"upload": round(upload_s, 2), "note": "manifest has no created/planned/finished times"}
+    busy = timings.get("worker_seconds", 0.0)
+    return {
+        "upload": round(upload_s, 2),
+        "notification_to_planning": round(created - uploaded_epoch, 2),
+        "planning": round(planned - created, 2),
+        "workers_after_planning": round(finished - planned, 2),
+        "worker_busy_total": round(busy, 2),
+        "worker_utilization": round(busy / (workers * (finished - created)), 2) if finished > created else None,
     }
 
 

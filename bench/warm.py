@@ -1,5 +1,6 @@
 """Warm latency: the predict handler in-process on real events (1 and 100 keyed instances), next to the raw
-signature runner on the same rows in the same process. Prints JSON (p50/p99 in microseconds, ratios)."""
+signature runner on the same rows in the same process. Prints JSON (p50/p99 in microseconds, ratios): the medians
+over BENCH_PROCESSES fresh processes (default 5) with their [min, max] under "spread"; ``--single`` runs one."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import repeat  # noqa: E402
 from tests.support import FakeLambdaContext, http_event, import_predict_handler  # noqa: E402
 
 
@@ -97,4 +99,7 @@ def _measure() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps({"warm": main()}, indent=2))
+    if "--single" in sys.argv:  # one worker process (bench/repeat.py runs several and folds them)
+        print(json.dumps({"warm": main()}, indent=2))
+    else:
+        print(json.dumps({"warm": repeat.main(__file__, "warm")}, indent=2))

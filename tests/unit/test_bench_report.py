@@ -171,3 +171,20 @@ def test_the_table_is_markdown_with_a_goal_summary(tmp_path: Path):
     src.write_text(json.dumps(RESULTS))
     assert main([str(src), str(dst)]) == 0
     assert dst.read_text().endswith(text)
+
+
+def test_spread_over_processes_shows_next_to_the_medians():
+    results = copy.deepcopy(RESULTS)
+    results["warm"]["spread"] = {"1_instances": {"handler_tfserving_keyed": {"p50_us": [120.0, 150.0]}}}
+    results["warm"]["processes"] = 5
+    cold = results["cold_start"]
+    cold["handler"].update(init_s_min=0.4, init_s_max=0.5, init_ratio_per_round={"min": 1.2, "max": 1.6})
+    cold["raw_interpreter"].update(init_s_min=0.29, init_s_max=0.33)
+    cold.update(repeats=11, runtime_layer=".aws-sam/build/RuntimeLayer/python")
+    found = by_what(results)
+    warm = found["warm handler, 1 keyed instance (TF Serving): p50 / p99"]
+    assert warm[1] == "130 / 210 µs (120–150 µs p50 over the processes)"
+    assert warm[4] == "**no**"  # the median decides, not the best process
+    start = found["cold start: import handler, load models, answer 1 request"]
+    assert start[1] == "0.414 s = 1.38× raw (median of 11; 0.400–0.500 s; ratio per round 1.2–1.6×)"
+    assert start[2].startswith("raw interpreter on the same Lambda-shaped path loading the same models: 0.300 s")
