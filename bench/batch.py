@@ -122,7 +122,7 @@ def through_local_cloud(body: bytes, rows: int, workers: int, state: Path) -> di
         uploaded, uploaded_epoch = time.perf_counter(), time.time()
         while True:
             try:
-                manifest = json.loads(s3.get_object(Bucket=bucket, Key="results/bench/_SUCCESS")["Body"].read())
+                manifest = json.loads(s3.get_object(Bucket=bucket, Key="results/bench.jsonl/_SUCCESS")["Body"].read())
                 break
             except s3.exceptions.NoSuchKey:
                 time.sleep(0.5)
