@@ -204,3 +204,33 @@ def test_a_cache_key_over_the_store_limit_is_a_row_error_not_a_stuck_shard(pipel
         (10, "key is 2050 bytes; the results cache takes keys of at most 2048 bytes"),
     ]
     assert pipeline.cache.get(next(iter(valid)))["job_id"] == "keys.jsonl"
+
+
+def test_a_forced_run_then_the_same_drop_without_force_is_not_rerun(pipeline):
+    put("incoming/ff.jsonl", body(make_rows(30)[0]), force="true")
+    assert pipeline.split("incoming/ff.jsonl", "seq-1")["run"] == 1
+    put("incoming/ff.jsonl", body(make_rows(30)[0]))
+    assert pipeline.split("incoming/ff.jsonl", "seq-2") == {"job_id": "ff.jsonl", "duplicate": True}
+
+
+def test_a_marker_written_while_a_newer_run_began_is_taken_back(pipeline, monkeypatch):
+    lines, valid, _ = make_rows(8)  # one shard
+    put("incoming/m.jsonl", body(lines))
+    pipeline.split("incoming/m.jsonl")
+    [message] = drain(pipeline)
+    real_put = pipeline.store.put
+
+    def redrop_then_put(key: str, data: bytes, content_type: str = "application/x-ndjson") -> None:
+        if key.endswith("/_SUCCESS"):  # the newer run begins (and clears the markers) just before this put lands
+            monkeypatch.setattr(pipeline.store, "put", real_put)
+            put("incoming/m.jsonl", body(lines), force="true")
+            assert pipeline.split("incoming/m.jsonl", "seq-2")["run"] == 2
+        real_put(key, data, content_type)
+
+    monkeypatch.setattr(pipeline.store, "put", redrop_then_put)
+    pipeline.run_shard(message)
+    assert manifest("m.jsonl") is None  # no marker of run 1 describes a job whose run 2 works
+    for m in drain(pipeline):
+        pipeline.run_shard(m)
+    assert manifest("m.jsonl")["run"] == 2
+    assert keys_of(outputs("m.jsonl")[0]) == sorted(valid)

@@ -457,10 +457,26 @@ class Pipeline:
         if current is None or current.run != job.run:
             return job  # superseded before publishing: the newer run publishes
         self.store.put(marker, orjson.dumps(manifest, option=orjson.OPT_INDENT_2), "application/json")
+        if self._superseded_marker(job, marker):
+            return job
         # At-least-once: the event goes out before `published` is set, so a crash here repeats it, never loses it.
         self.bus.put("BatchJobCompleted", {k: manifest[k] for k in ("job_id", "run", "state", "counts", "output")})
         self._sweep(job)
         return self.jobs.published(job.job_id, job.run) or job
+
+    def _superseded_marker(self, job: Job, marker: str) -> bool:
+        """A newer run that began while this one wrote its marker removes the old markers only once, at its start:
+        take this run's marker back if so (unless the newer run already replaced it with its own)."""
+        current = self.jobs.get(job.job_id)
+        if current is not None and current.run == job.run:
+            return False
+        try:
+            written = orjson.loads(self.store.read(marker))
+        except ClientError:
+            return True
+        if written.get("run") == job.run:
+            self.store.delete([marker])
+        return True
 
     def _sweep(self, job: Job) -> None:
         """Delete the objects of this job's older runs (their late writes included) and this run's staging."""

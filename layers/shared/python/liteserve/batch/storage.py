@@ -216,11 +216,13 @@ class JobStore:
         notification). A new run starts for a new job, new bytes (ETag), other options, a forced drop that is not
         the current run's (`drop` tells drops apart), or a run still PLANNING (its planner crashed). The run number
         grows by one, so every message, ledger entry and object of the old run is told apart from the new one's."""
+        # `force` asks for a run; it does not change what a run computes, so it is no part of the options' identity
+        options_id = orjson.dumps({k: v for k, v in options.items() if k != "force"}, option=orjson.OPT_SORT_KEYS)
         condition = (
             Attr("job_id").not_exists()
             | Attr("state").eq("PLANNING")
             | Attr("etag").ne(pin.etag)
-            | Attr("options").ne(orjson.dumps(options).decode())
+            | Attr("options_id").ne(options_id.decode())
         )
         if force:
             condition = condition | Attr("drop_id").ne(drop)
@@ -234,6 +236,7 @@ class JobStore:
             "failed": {-1},
             **dict.fromkeys(COUNTS, 0),
             "options": orjson.dumps(options).decode(),
+            "options_id": options_id.decode(),
             "model_version": model_version,
             "drop_id": drop,
             "created_at": _now(),
