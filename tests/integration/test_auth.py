@@ -224,7 +224,7 @@ DATA_ROUTES = [  # (method, path, body) of every data route: predict, infer, lab
     ("POST", "/v1/models/digits:predict", {"instances": [{"key": "auth-1", "x": X}]}),
     ("POST", "/v2/models/digits/infer", {"inputs": [{"name": "x", "shape": [1, 64], "datatype": "FP32", "data": X}]}),
     ("POST", "/v1/labels", [{"key": "auth-1", "label": "5"}]),
-    ("GET", "/v1/batch/jobs/auth-job", None),
+    ("GET", "/v1/batch/jobs/auth-job.jsonl", None),
     ("GET", "/v1/predictions/auth-9", None),
     ("GET", "/v1/models/digits-edge/artifact", None),
     ("GET", "/v1/models/digits", None),
@@ -239,7 +239,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
         lc.client("s3").put_object(
             Bucket=lc.name("DataBucket"), Key="incoming/auth-job.jsonl", Body=rows, Metadata={"cache": "true"}
         )
-        job = lambda: call(lc, "GET", "/v1/batch/jobs/auth-job", headers=auth(lc))[1]  # noqa: E731
+        job = lambda: call(lc, "GET", "/v1/batch/jobs/auth-job.jsonl", headers=auth(lc))[1]  # noqa: E731
         wait_for(lambda: job().get("state") == "SUCCEEDED", timeout=90)
         yield lc
 
