@@ -103,7 +103,9 @@ def test_cached_prediction(models):
     model = models.get("digits")
     outputs = model.predict("serving_default", {"x": tfserving.to_batch(ROWS, model.signature(None).inputs["x"])})
     (prediction,) = tfserving.instance_objects({k: v[:1] for k, v in outputs.items()})
-    check({"key": "a", "job_id": "j1", **prediction}, schemas.CACHED_PREDICTION)
+    entry = {**prediction, "key": "a", "model": "digits", "model_version": "1", "job_id": "j1", "run": 1}
+    check({**entry, "expires_at": 1, "live_version": "2", "stale": True}, schemas.CACHED_PREDICTION)
+    check({**entry, "key": 7}, schemas.CACHED_PREDICTION)  # keys keep their JSON type
 
 
 def test_batch_manifest_lists_the_runs_objects():

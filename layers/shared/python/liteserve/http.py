@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -26,6 +26,7 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    query: dict[str, str] = field(default_factory=dict)  # repeated names arrive comma-joined (payload v2.0)
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> Request:
@@ -44,7 +45,7 @@ class Request:
                 raise BadRequest("body is not valid base64") from None
         else:
             body = raw.encode() if isinstance(raw, str) else raw
-        return cls(method.upper(), path, event.get("headers") or {}, body)
+        return cls(method.upper(), path, event.get("headers") or {}, body, event.get("queryStringParameters") or {})
 
     def json(self, max_bytes: int) -> tuple[Any, bool]:
         """Decode the JSON body. Returns (document, whether the text holds a true/false token)."""

@@ -118,9 +118,23 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
     paths["/v1/predictions/{key}"] = {
         "get": _operation(
             "cachedPrediction",
-            "A batch prediction by key (jobs run with cache=true); no live fallback",
+            "A batch prediction by model and key (jobs run with cache=true); no live fallback",
             _json("CachedPrediction"),
-            [{"name": "key", **text_param}],
+            [
+                {"name": "key", **text_param},
+                {
+                    "name": "model",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "default model if omitted",
+                },
+                {
+                    "name": "type",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["string", "integer"]},
+                    "description": "the key's JSON type; omitted: the string, else the integer it spells",
+                },
+            ],
         )
     }
     paths["/openapi.json"] = {

@@ -29,7 +29,6 @@ from botocore.exceptions import ClientError
 from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
 from liteserve.batch.records import RowFormat, line_too_long
 from liteserve.batch.storage import (
-    MAX_DYNAMODB_KEY_BYTES,
     EventBus,
     Job,
     JobStore,
@@ -66,6 +65,7 @@ class BatchConfig:
     max_decompressed_bytes: int = 2 * 1024**3
     default_model: str = "digits"
     key_field: str = "key"
+    cache_ttl_seconds: int = 7 * 24 * 3600
 
     @classmethod
     def from_env(cls) -> BatchConfig:
@@ -81,6 +81,7 @@ class BatchConfig:
             max_decompressed_bytes=int(env.get("LITESERVE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3)),
             default_model=env.get("LITESERVE_DEFAULT_MODEL", "digits"),
             key_field=env.get("LITESERVE_KEY_FIELD", "key"),
+            cache_ttl_seconds=int(env.get("LITESERVE_CACHE_TTL_SECONDS", 7 * 24 * 3600)),
         )
 
 
@@ -169,7 +170,9 @@ class Pipeline:
         self.jobs = JobStore(self.config.jobs_table)
         self.queue = ShardQueue(self.config.queue_url)
         self.bus = EventBus(self.config.event_bus)
-        self.cache = ResultsCache(self.config.cache_table) if self.config.cache_table else None
+        self.cache = (
+            ResultsCache(self.config.cache_table, self.config.cache_ttl_seconds) if self.config.cache_table else None
+        )
 
     # ------------------------------------------------------------------ split
     def split(self, source_key: str, sequencer: str = "") -> dict[str, Any]:
@@ -365,7 +368,7 @@ class Pipeline:
             if current is None or current.run != run:
                 return {"job_id": job_id, "run": run, "shard": index, "stale": True}
             self.cache.put_many(
-                list(zip(rows.keys, [job_id] * len(rows.keys), part.decode().splitlines(), strict=True))
+                model.name, model.version, job_id, run, list(zip(rows.keys, part.decode().splitlines(), strict=True))
             )
         counts = {
             "rows_in": len(rows.lines) + len(rows.errors),
@@ -543,7 +546,7 @@ def _row_format(kind: str, options: dict[str, Any], header: tuple[str, ...] | No
         options["key_field"],
         options["input_field"],
         header,
-        MAX_DYNAMODB_KEY_BYTES if options.get("cache") else None,
+        ResultsCache.key_room(options["model"]) if options.get("cache") else None,
     )
 
 

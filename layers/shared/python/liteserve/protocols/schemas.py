@@ -359,9 +359,22 @@ BATCH_JOB: Schema = {
 }
 CACHED_PREDICTION: Schema = {
     "type": "object",
-    "required": ["key", "job_id"],
-    "description": "The key, the batch job that computed it, and the prediction's fields (as in `:predict`).",
-    "properties": {"key": {"type": "string"}, "job_id": {"type": "string"}},
+    "required": ["key", "model", "model_version", "job_id", "run"],
+    "description": (
+        "The key (with its JSON type), the model and version that computed it, the batch job and run, and the "
+        "prediction's fields (as in `:predict`). After a promotion, `live_version` names the version now served "
+        "and `stale` says whether this entry was written by an older one."
+    ),
+    "properties": {
+        "key": {"type": ["string", "integer"]},
+        "model": {"type": "string"},
+        "model_version": {"type": ["string", "null"]},
+        "job_id": {"type": "string"},
+        "run": {"type": "integer"},
+        "expires_at": {"type": "integer", "description": "Epoch seconds (CacheTtlSeconds after the write)."},
+        "live_version": {"type": "string"},
+        "stale": {"type": "boolean"},
+    },
 }
 
 
