@@ -20,7 +20,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -46,6 +46,14 @@ from liteserve.runtime import Model, ModelRepository
 SUFFIXES = {".jsonl": ("jsonl", False), ".jsonl.gz": ("jsonl", True), ".csv": ("csv", False), ".csv.gz": ("csv", True)}
 MAX_INLINE_DUPLICATES = 2000  # beyond this a shard's duplicate list travels as an S3 object, not in the message
 INFER_BATCH = 2048  # rows per interpreter call: bounds worker memory, large enough to amortize the call
+
+
+class VersionedModels(Protocol):
+    """Models by version, with the live one (liteserve.promotion.live.LiveModels)."""
+
+    def live(self, name: str) -> Model: ...
+
+    def get(self, name: str, version: str | None = None) -> Model: ...
 
 
 class PlanningError(ValueError):
@@ -158,7 +166,7 @@ class Pipeline:
     """The batch steps, bound to their adapters."""
 
     config: BatchConfig
-    models: ModelRepository | None = None
+    models: ModelRepository | VersionedModels | None = None
     store: ObjectStore = field(init=False)
     jobs: JobStore = field(init=False)
     queue: ShardQueue = field(init=False)
@@ -194,7 +202,7 @@ class Pipeline:
         drop = f"{head['version_id'] or sequencer}|{head['last_modified']}"
         try:
             options = JobOptions.from_metadata(head["metadata"], self.config)
-            model = self._model(options.model)
+            model = self._model(options.model, live=True)
             sig = model.signature(options.signature)
         except PlanningError as err:
             return self._refuse(job_id, pin, source_key, str(err), drop)
@@ -295,10 +303,14 @@ class Pipeline:
             self._publish(failed)
         return {"job_id": job_id, "run": job.run, "failed": reason}
 
-    def _model(self, name: str) -> Model:
+    def _model(self, name: str, version: str | None = None, live: bool = False) -> Model:
+        """The live version at a job's start (`live`), then that recorded version for each shard. A plain model
+        repository (tests, benchmarks) has one version per model."""
         if self.models is None:
             raise RuntimeError("this pipeline was built without models")
-        return self.models.get(name)
+        if isinstance(self.models, ModelRepository):
+            return self.models.get(name)
+        return self.models.live(name) if live else self.models.get(name, version)
 
     # ------------------------------------------------------------------ worker
     def run_shard(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -313,7 +325,7 @@ class Pipeline:
             self._finalize_if_complete(job)  # a redelivery after a finalizer crashed must still finish the job
             return {"job_id": job_id, "run": run, "shard": index, "duplicate": True}
         options = job.options  # the run's options, whatever a message says
-        model = self._model(options["model"])
+        model = self._model(options["model"], job.model_version)  # never another version inside a job
         sig = model.signature(options["signature"])
         spec = next(iter(sig.inputs.values()))
         try:

@@ -216,8 +216,10 @@ class JobStore:
         notification). A new run starts for a new job, new bytes (ETag), other options, a forced drop that is not
         the current run's (`drop` tells drops apart), or a run still PLANNING (its planner crashed). The run number
         grows by one, so every message, ledger entry and object of the old run is told apart from the new one's."""
-        # `force` asks for a run; it does not change what a run computes, so it is no part of the options' identity
-        options_id = orjson.dumps({k: v for k, v in options.items() if k != "force"}, option=orjson.OPT_SORT_KEYS)
+        # `force` asks for a run; it does not change what a run computes, so it is no part of the options' identity.
+        # The model version is: the same file dropped again after a promotion is predicted by the new version.
+        identity = {**{k: v for k, v in options.items() if k != "force"}, "model_version": model_version}
+        options_id = orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
         condition = (
             Attr("job_id").not_exists()
             | Attr("state").eq("PLANNING")
