@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from liteserve.batch.jobs import BatchConfig, Pipeline
 from liteserve.batch.storage import ObjectStore
-from liteserve.observability import logger
+from liteserve.observability import emit, logger
 from liteserve.promotion.live import LiveModels
 from liteserve.promotion.registry import Registry
 from liteserve.runtime import default_repository
@@ -24,6 +25,19 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     """Run the shard a message points to; any exception leaves the message for retry and, later, the DLQ."""
     summary = pipeline.run_shard(orjson.loads(record.body))
     logger.info("shard", extra=summary)
+    if "seconds" in summary:  # a shard this delivery counted (not a stale or duplicate one)
+        retries = int(record.attributes.approximate_receive_count) - 1
+        emit(
+            {
+                "BatchRows": (summary["rows_in"], MetricUnit.Count),
+                "BatchRowsPredicted": (summary["rows_predicted"], MetricUnit.Count),
+                "BatchBadLines": (summary["rows_rejected"], MetricUnit.Count),
+                "BatchShardRetries": (retries, MetricUnit.Count),
+                "BatchRowsPerSecond": (summary["rows_in"] / max(summary["seconds"], 1e-6), MetricUnit.CountPerSecond),
+            },
+            model=summary["model"],
+            version=summary["version"],
+        )
     return summary
 
 

@@ -6,11 +6,12 @@ import os
 from typing import Any
 from urllib.parse import unquote_plus
 
+from aws_lambda_powertools.metrics import MetricUnit
 from liteserve.batch.storage import ObjectStore
 from liteserve.errors import LiteserveError, MethodNotAllowed, NotFound
 from liteserve.evaluation.labels import LabelStore, ingest_object, last_wins, parse_post
 from liteserve.http import Request, error_response, response
-from liteserve.observability import logger
+from liteserve.observability import emit, logger
 
 labels = LabelStore(os.environ["LITESERVE_LABELS_TABLE"])
 objects = ObjectStore(os.environ["LITESERVE_BUCKET"])
@@ -30,6 +31,14 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ]
         for summary in summaries:
             logger.info("label file", extra=summary)
+            emit(
+                {
+                    "LabelsStored": (summary["stored"], MetricUnit.Count),
+                    "LabelsBadRows": (summary["bad"], MetricUnit.Count),
+                    "LabelFilesRefused": ("refused" in summary, MetricUnit.Count),
+                },
+                source="file",
+            )
         return {"files": summaries}
     try:
         request = Request.from_event(event)
@@ -44,4 +53,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except LiteserveError as error:
         return error_response(error)
     logger.info("labels posted", extra={"received": len(items), "stored": stored})
+    emit({"LabelsStored": (stored, MetricUnit.Count)}, source="api")
     return response(200, {"received": len(items), "stored": stored, "replaced_in_request": replaced})

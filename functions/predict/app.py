@@ -7,7 +7,15 @@ from typing import Any
 
 from liteserve.errors import LiteserveError
 from liteserve.http import Request, error_response, response
-from liteserve.observability import logger, metrics, record_error, record_success, set_request_id, traced
+from liteserve.observability import (
+    logger,
+    metrics,
+    record_error,
+    record_success,
+    set_request_id,
+    top1_confidence,
+    traced,
+)
 from liteserve.predlog import PredictionLog
 from liteserve.runtime import default_repository
 from liteserve.service import PredictService
@@ -36,7 +44,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         record_error(error)
         return error_response(error)
     served = result.served
-    record_success(served and served.model.name, served.instances if served else 0, perf_counter() - started)
+    seconds = perf_counter() - started
+    if served is None:
+        record_success(None, 0, seconds)
+    else:
+        confidence = top1_confidence(served.outputs)
+        record_success(served.model.name, served.instances, seconds, served.model.version, confidence)
     answer = response(result.status, result.document)
     if served is not None:
         log_prediction(event, request, served, answer["body"])

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from localcloud import LocalCloud
+from localcloud.metrics import from_logs
 from tests.integration.conftest import post, project_cloud, wait_for
 from tests.integration.test_batch import drop, get, keyed_file, results
 from tests.integration.test_batch_faults import bomb, job_item, log_size, max_memory_mb, shards_done
@@ -112,6 +113,10 @@ def test_forced_redrop_mid_run_with_another_signature(cloud):
     assert manifest["shards"]["done"] == manifest["shards"]["total"] == len(manifest["output"]["parts"])
     assert not [k for k in every_key(cloud, "results/forced.jsonl/") if "/run-000001/" in k]
     assert results(cloud, "forced.jsonl")[0] == parts  # the stragglers changed nothing
+    # every shard a worker counted published its batch metrics under the model and version (issue 12)
+    worker = from_logs(cloud.pools["BatchWorkerFunction"].log_path.parent, "BatchWorkerFunction")
+    rows = [s for s in worker if s.name == "BatchRowsPredicted" and s.dimensions == {"model": "digits", "version": "1"}]
+    assert rows and rows[0].as_dict()["sum"] >= len(valid)  # both runs' counted shards
 
 
 def test_redrop_of_the_same_bytes_without_force_mid_run_changes_nothing(cloud):

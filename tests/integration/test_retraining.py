@@ -21,6 +21,7 @@ from liteserve.promotion.decide import PromotionPolicy
 from liteserve.promotion.service import Promoter, PromotionConfig
 
 from localcloud import LocalCloud
+from localcloud.metrics import from_logs
 from tests.integration.conftest import Events, post, project_cloud, wait_for
 from tests.integration.test_batch import drop, finished, results
 
@@ -175,6 +176,11 @@ def test_drift_retrains_once_and_the_candidate_goes_live_through_a_canary(cloud,
     # The canary serves about half of the traffic; the next evaluation promotes it.
     served = traffic(cloud, data["train"], "canary", 600, SEVERITY, seed=3)
     assert set(served) == {"1", "2"} and min(served.values()) >= 100, served  # 30 requests at weight 0.5
+    # The canary and its primary are told apart in the metrics (EMF, dimension `version`), as `localcloud metrics`
+    # shows them (issue 12).
+    emitted = from_logs(cloud.pools["PredictFunction"].log_path.parent, "PredictFunction")
+    per_version = {(s.name, s.dimensions.get("version")) for s in emitted if s.dimensions.get("model") == "digits"}
+    assert {("Latency", "1"), ("Latency", "2"), ("Confidence", "1"), ("Confidence", "2")} <= per_version
     review = evaluate(cloud)
     assert review["canary"]["verdict"]["action"] == "promote", review["canary"]
     assert review["trigger"] != "claimed"  # no second retraining while the canary was judged

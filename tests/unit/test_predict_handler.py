@@ -55,3 +55,18 @@ def test_unexpected_failure_keeps_the_error_shape(app, monkeypatch):
     out = app.lambda_handler(event, FakeLambdaContext())
     assert out["statusCode"] == 500
     assert json.loads(out["body"]) == {"error": "internal error"}
+
+
+def test_inference_metrics_carry_model_and_version_and_the_top1_confidence(app, capsys):
+    """A canary and its primary are told apart by the `version` dimension (issue 12)."""
+    event = json.loads((ROOT / "events" / "predict" / "tfserving-predict-keyed.json").read_text())
+    body = json.loads(app.lambda_handler(event, FakeLambdaContext())["body"])
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    [blob] = [b for b in emf if "Latency" in b]  # (a cold start adds a ColdStart document of its own)
+    [directive] = blob["_aws"]["CloudWatchMetrics"]
+    assert {"model", "version"} <= set(directive["Dimensions"][0])
+    assert (blob["model"], blob["version"]) == ("digits", "1")
+    expected = sum(max(p["probabilities"]) for p in body["predictions"]) / len(body["predictions"])
+    [confidence] = blob["Confidence"] if isinstance(blob["Confidence"], list) else [blob["Confidence"]]
+    assert abs(confidence - expected) < 1e-6
+    assert {m["Name"] for m in directive["Metrics"]} >= {"Latency", "Instances", "Confidence"}

@@ -387,11 +387,13 @@ class Pipeline:
             "rows_predicted": len(rows.lines),
             "rows_rejected": len(rows.errors),
         }
-        counted = self.jobs.shard_done(job_id, run, index, counts, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        counted = self.jobs.shard_done(job_id, run, index, counts, seconds)
         if counted is None:  # counted by a concurrent delivery of the same shard (its part is byte-identical)
             return {"job_id": job_id, "run": run, "shard": index, "duplicate": True}
         self._finalize_if_complete(counted)
-        return {"job_id": job_id, "run": run, "shard": index, **counts}
+        work = {"model": model.name, "version": model.version, "seconds": round(seconds, 4)}
+        return {"job_id": job_id, "run": run, "shard": index, **counts, **work}
 
     def _shard_data(self, job: Job, message: dict[str, Any]) -> bytes:
         if not message.get("object"):

@@ -520,15 +520,10 @@ def _violations(group: dict[str, Any]) -> dict[str, Any]:
 def emit_metrics(model: str, results: dict[str, Any], orphans: int) -> None:
     """Headline metrics as CloudWatch EMF, one document per model version (dimensions model, version)."""
     from aws_lambda_powertools.metrics import MetricUnit
-    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+    from liteserve.observability import emit
 
     for version, g in results.items():
-        provider = AmazonCloudWatchEMFProvider(
-            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Liteserve"),
-            service=os.environ.get("POWERTOOLS_SERVICE_NAME", "liteserve"),
-        )
-        provider.add_dimension("model", model)
-        provider.add_dimension("version", version)
         m = g["metrics"]
         values = {
             "EvalPredictions": (g["predictions"], MetricUnit.Count),
@@ -541,6 +536,4 @@ def emit_metrics(model: str, results: dict[str, Any], orphans: int) -> None:
         for name in ("accuracy", "macro_f1", "log_loss", "ece"):
             if m.get(name) is not None:
                 values["".join(p.capitalize() for p in name.split("_"))] = (m[name], MetricUnit.NoUnit)
-        for name, (value, unit) in values.items():
-            provider.add_metric(name=name, unit=unit, value=float(value))
-        provider.flush_metrics()
+        emit(values, model=model, version=version)
