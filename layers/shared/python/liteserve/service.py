@@ -8,15 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from liteserve.errors import BadRequest, MethodNotAllowed, ModelUnavailable, NotFound
-from liteserve.http import Binary, Request
+from liteserve.errors import BadRequest, ModelUnavailable, NotFound
+from liteserve.http import Binary, Request, Result, Router
 from liteserve.keys import key_field
 from liteserve.protocols import tfserving, v2
 from liteserve.runtime import Model, ModelRepository
@@ -54,6 +51,7 @@ class Served:
     keys: list | None
     inputs: dict[str, np.ndarray]
     outputs: dict[str, np.ndarray]
+    json_exchange: bool = True  # request and answer are one JSON document each (the prediction log inlines them)
 
     @property
     def instances(self) -> int:
@@ -61,13 +59,7 @@ class Served:
         return len(next(iter(self.inputs.values())))
 
 
-@dataclass(slots=True)
-class Result:
-    """A successful answer: status, JSON document, and what was inferred (None for metadata routes)."""
-
-    status: int
-    document: Any
-    served: Served | None = None
+__all__ = ["PredictService", "Result", "Served", "ServingConfig"]
 
 
 class PredictService:
@@ -76,34 +68,26 @@ class PredictService:
     def __init__(self, models: ModelRepository, config: ServingConfig | None = None) -> None:
         self.models = models
         self.config = config or ServingConfig.from_env()
-        self._routes: list[tuple[str, re.Pattern[str], Callable[..., Result]]] = [
-            ("POST", re.compile(rf"/v1/models/{_NAME}{_VERSION}:(?P<verb>predict|classify|regress)"), self._tf_predict),
-            ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}/metadata"), self._tf_metadata),
-            ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}/artifact"), self._artifact),
-            ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}/artifact/manifest"), self._artifact_manifest),
-            ("GET", re.compile(rf"/v1/models/{_NAME}{_VERSION}"), self._tf_status),
-            ("GET", re.compile(r"/v2"), self._v2_server),
-            ("GET", re.compile(r"/v2/health/live"), self._v2_live),
-            ("GET", re.compile(r"/v2/health/ready"), self._v2_ready),
-            ("GET", re.compile(rf"/v2/models/{_NAME}{_VERSION}/ready"), self._v2_model_ready),
-            ("GET", re.compile(rf"/v2/models/{_NAME}{_VERSION}"), self._v2_model),
-            ("POST", re.compile(rf"/v2/models/{_NAME}{_VERSION}/infer"), self._v2_infer),
-            ("GET", re.compile(r"/openapi\.json"), self._openapi),
-        ]
+        self.router = Router(
+            [
+                ("POST", rf"/v1/models/{_NAME}{_VERSION}:(?P<verb>predict|classify|regress)", self._tf_predict),
+                ("GET", rf"/v1/models/{_NAME}{_VERSION}/metadata", self._tf_metadata),
+                ("GET", rf"/v1/models/{_NAME}{_VERSION}/artifact", self._artifact),
+                ("GET", rf"/v1/models/{_NAME}{_VERSION}/artifact/manifest", self._artifact_manifest),
+                ("GET", rf"/v1/models/{_NAME}{_VERSION}", self._tf_status),
+                ("GET", r"/v2", self._v2_server),
+                ("GET", r"/v2/health/live", self._v2_live),
+                ("GET", r"/v2/health/ready", self._v2_ready),
+                ("GET", rf"/v2/models/{_NAME}{_VERSION}/ready", self._v2_model_ready),
+                ("GET", rf"/v2/models/{_NAME}{_VERSION}", self._v2_model),
+                ("POST", rf"/v2/models/{_NAME}{_VERSION}/infer", self._v2_infer),
+                ("GET", r"/openapi\.json", self._openapi),
+            ]
+        )
 
     def handle(self, request: Request) -> Result:
         """Dispatch on method and path; unknown paths are 404, known paths with another method 405."""
-        path = request.path.rstrip("/") or "/"
-        allowed = []
-        for method, pattern, endpoint in self._routes:
-            match = pattern.fullmatch(path)
-            if match:
-                if method == request.method:
-                    return endpoint(request, **match.groupdict())
-                allowed.append(method)
-        if allowed:
-            raise MethodNotAllowed(f"{request.method} {path} is not allowed; use {' or '.join(allowed)}")
-        raise NotFound(f"no route for {request.method} {path}")
+        return self.router.dispatch(request)
 
     def _model(self, name: str, version: str | None) -> Model:
         model = self.models.get(name)
