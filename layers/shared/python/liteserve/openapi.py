@@ -102,6 +102,8 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
         _json("InferResponse"),
         "InferRequest",
     )
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        _binary_tensor_data(paths[path]["post"])
     paths["/v1/labels"] = {
         "post": _operation(
             "postLabels",
@@ -179,6 +181,30 @@ def _operation(
         op["requestBody"] = {"required": True, "content": {"application/json": media}}
     op["responses"] = responses
     return op
+
+
+def _binary_tensor_data(op: dict[str, Any]) -> None:
+    """Document the binary tensor data extension on an infer operation (request and response)."""
+    op["parameters"] = [
+        *op.get("parameters", []),
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "description": "Binary tensor data extension: the length of the JSON document at the start of the body; "
+            "the rest is the binary data of the tensors with parameters.binary_data_size, in their order. "
+            "Sizes that do not add up are a 400 naming the tensor. The answer carries the same header when an "
+            "output is sent as binary data (parameters.binary_data, or binary_data_output for all).",
+            "schema": {"type": "integer", "minimum": 1},
+        },
+    ]
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    op["requestBody"]["description"] = (
+        "JSON (application/json), or JSON followed by binary tensor data (application/octet-stream, with "
+        "Inference-Header-Content-Length); Content-Encoding gzip or deflate is accepted."
+    )
+    op["requestBody"]["content"]["application/octet-stream"] = binary
+    op["responses"]["200"]["content"]["application/octet-stream"] = binary
 
 
 def _examples(model: Model, key_field: str) -> dict[str, dict[str, Any]]:

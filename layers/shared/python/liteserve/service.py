@@ -156,10 +156,26 @@ class PredictService:
 
     def _v2_infer(self, request: Request, name: str, version: str | None) -> Result:
         model = self._model(name, version)
-        doc, has_bools = request.json(self.config.max_body_bytes)
+        header = request.headers.get(v2.HEADER_LENGTH)
+        json_length = None
+        if header is not None:
+            try:
+                json_length = int(header)
+            except ValueError:
+                raise BadRequest(f"{v2.HEADER_LENGTH} must be an integer, got {header!r}") from None
+        doc, has_bools, binary = request.json_and_binary(self.config.max_body_bytes, json_length)
         call = v2.decode_infer(
-            doc, model, key_field=self.config.key_field, max_instances=self.config.max_instances, check_bools=has_bools
+            doc,
+            model,
+            key_field=self.config.key_field,
+            max_instances=self.config.max_instances,
+            check_bools=has_bools,
+            binary=binary,
         )
         outputs = model.predict(call.signature.name, call.inputs)
-        served = Served(model, call.signature.name, call.keys, call.inputs, outputs)
+        plain = not (call.binary_inputs or call.binary_outputs)
+        served = Served(model, call.signature.name, call.keys, call.inputs, outputs, json_exchange=plain)
+        if call.binary_outputs:
+            body, length = v2.encode_binary(call, model, outputs)
+            return Result(200, Binary(body, headers={v2.HEADER_LENGTH: str(length)}), served)
         return Result(200, v2.encode_infer(call, model, outputs), served)

@@ -181,15 +181,23 @@ MANIFEST: Schema = {
 }
 
 # Open Inference Protocol V2
+_BINARY_SIZE: Schema = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "Binary tensor data extension: the tensor's bytes follow the JSON document (whose length the "
+    "Inference-Header-Content-Length header gives), little-endian, row-major; BYTES elements each 4-byte-length-"
+    "prefixed. Tensors with binary data come in the order of the tensors.",
+}
 INFER_TENSOR: Schema = {
     "type": "object",
-    "required": ["name", "shape", "datatype", "data"],
+    "required": ["name", "shape", "datatype"],
     "additionalProperties": False,
+    "description": "`data`, or `parameters.binary_data_size` and binary data after the JSON document.",
     "properties": {
         "name": {"type": "string", "description": "A model input, or the key field (a BYTES tensor of shape [N])."},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         "datatype": {"type": "string", "enum": sorted(set(DATATYPES.values()))},
-        "parameters": {"type": "object"},
+        "parameters": {"type": "object", "properties": {"binary_data_size": _BINARY_SIZE}},
         "data": {
             "type": "array",
             "description": "Flat row-major or nested like `shape`; strings for the BYTES key tensor.",
@@ -203,14 +211,32 @@ INFER_REQUEST: Schema = {
     "additionalProperties": False,
     "properties": {
         "id": {"type": ["string", "null"]},
+        "model_name": {
+            "type": ["string", "null"],
+            "description": "Sent by some clients (kserve); must be the model of the path when present.",
+        },
         "parameters": {
             "type": ["object", "null"],
-            "properties": {"signature_name": {"type": ["string", "null"], "description": "Default `serving_default`."}},
+            "properties": {
+                "signature_name": {"type": ["string", "null"], "description": "Default `serving_default`."},
+                "binary_data_output": {
+                    "type": "boolean",
+                    "description": "Send every output as binary data unless its own `binary_data` says otherwise.",
+                },
+            },
         },
         "inputs": {"type": "array", "minItems": 1, "items": INFER_TENSOR},
         "outputs": {
             "type": ["array", "null"],
-            "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            "description": "Outputs to return, in this order; the key field may be named too.",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
+                },
+            },
         },
     },
 }
@@ -226,11 +252,13 @@ INFER_RESPONSE: Schema = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["name", "datatype", "shape", "data"],
+                "required": ["name", "datatype", "shape"],
+                "description": "`data`, or `parameters.binary_data_size` with the bytes after the JSON document.",
                 "properties": {
                     "name": {"type": "string"},
                     "datatype": {"type": "string", "enum": sorted(set(DATATYPES.values()))},
                     "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "parameters": {"type": "object", "properties": {"binary_data_size": _BINARY_SIZE}},
                     "data": {"type": "array"},
                 },
             },
