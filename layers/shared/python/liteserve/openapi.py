@@ -28,6 +28,8 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
         "Error": s.ERROR,
         "PredictRequest": s.predict_request(max_instances),
         "PredictResponse": s.PREDICT_RESPONSE,
+        "ExamplesRequest": s.examples_request(max_instances),
+        "ExamplesResponse": s.EXAMPLES_RESPONSE,
         "ModelStatus": s.MODEL_STATUS,
         "ModelMetadataTF": s.MODEL_METADATA_TF,
         "Manifest": s.MANIFEST,
@@ -73,6 +75,15 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
         _json("PredictResponse"),
         "PredictRequest",
     )
+    for verb, what in (("classify", "label/score pairs per example"), ("regress", "one value per example")):
+        model_route(
+            f"/v1/models/{{name}}:{verb}",
+            "post",
+            f"tf{verb.title()}",
+            f"TF Serving {verb} over the JSON examples format: {what}",
+            _json("ExamplesResponse"),
+            "ExamplesRequest",
+        )
     model_route("/v1/models/{name}", "get", "tfModelStatus", "TF Serving model status", _json("ModelStatus"))
     model_route(
         "/v1/models/{name}/metadata", "get", "tfModelMetadata", "TF Serving signature defs", _json("ModelMetadataTF")
@@ -240,6 +251,9 @@ def _examples(model: Model, key_field: str) -> dict[str, dict[str, Any]]:
                 "summary": f"{model.name}, columnar format",
                 "value": {"inputs": {n: [r[n] for r in rows] for n in sig.inputs}},
             },
+        },
+        "ExamplesRequest": {
+            "examples": {"summary": f"{model.name}, two examples", "value": {"examples": rows}},
         },
         "InferRequest": {
             "nested": {"summary": f"{model.name}, nested data", "value": {"inputs": tensors}},

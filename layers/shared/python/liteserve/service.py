@@ -98,15 +98,32 @@ class PredictService:
     # TF Serving REST
     def _tf_predict(self, request: Request, name: str, version: str | None, verb: str) -> Result:
         model = self._model(name, version)
-        if verb != "predict":
-            raise BadRequest(f":{verb} is not supported by this server; use :predict")
         doc, has_bools = request.json(self.config.max_body_bytes)
+        if verb != "predict":
+            return self._tf_examples(model, verb, doc, has_bools)
         call = tfserving.decode_predict(
             doc, model, key_field=self.config.key_field, max_instances=self.config.max_instances, check_bools=has_bools
         )
         outputs = model.predict(call.signature.name, call.inputs)
         served = Served(model, call.signature.name, call.keys, call.inputs, outputs)
         return Result(200, tfserving.encode_predict(call, outputs), served)
+
+    def _tf_examples(self, model: Model, verb: str, doc: object, has_bools: bool) -> Result:
+        """`:classify` / `:regress` over the JSON examples format."""
+        call = tfserving.decode_examples(
+            doc,
+            model,
+            verb,
+            key_field=self.config.key_field,
+            max_instances=self.config.max_instances,
+            check_bools=has_bools,
+            labels=model.manifest.labels,
+        )
+        outputs = model.predict(call.signature.name, call.inputs)
+        served = Served(model, call.signature.name, call.keys, call.inputs, outputs, json_exchange=False)
+        if verb == "classify":
+            return Result(200, tfserving.encode_classify(call, outputs, model.manifest.labels), served)
+        return Result(200, tfserving.encode_regress(call, outputs), served)
 
     def _tf_metadata(self, request: Request, name: str, version: str | None) -> Result:
         return Result(200, tfserving.model_metadata(self._model(name, version)))

@@ -40,6 +40,13 @@ KEY: Schema = {
     "description": "Keyed prediction: comes back with the instance's prediction, never reaches the model.",
     "anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}],
 }
+B64: Schema = {
+    "type": "object",
+    "required": ["b64"],
+    "additionalProperties": False,
+    "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
+    "description": "Bytes of a string input or output (TF Serving's binary encoding).",
+}
 ERROR: Schema = {
     "type": "object",
     "required": ["error"],
@@ -55,14 +62,14 @@ def predict_request(max_instances: int) -> Schema:
         "type": "object",
         "minProperties": 1,
         "description": "One value per named input, plus the key field when keyed (default field name `key`).",
-        "additionalProperties": {"anyOf": [TENSOR_VALUE, KEY]},
+        "additionalProperties": {"anyOf": [TENSOR_VALUE, KEY, B64]},
     }
     return {
         "type": "object",
         "additionalProperties": False,
         "properties": {
             "signature_name": {"type": ["string", "null"], "description": "Default `serving_default`."},
-            "instances": {**rows, "items": {"anyOf": [TENSOR_VALUE, instance_object]}},
+            "instances": {**rows, "items": {"anyOf": [TENSOR_VALUE, B64, instance_object]}},
             "inputs": {
                 "anyOf": [
                     {**rows, "items": TENSOR_VALUE},
@@ -70,7 +77,7 @@ def predict_request(max_instances: int) -> Schema:
                         "type": "object",
                         "minProperties": 1,
                         "description": "Input name (or key field) -> one value (or key) per instance.",
-                        "additionalProperties": {**rows, "items": {"anyOf": [TENSOR_VALUE, KEY]}},
+                        "additionalProperties": {**rows, "items": {"anyOf": [TENSOR_VALUE, KEY, B64]}},
                     },
                 ]
             },
@@ -78,6 +85,47 @@ def predict_request(max_instances: int) -> Schema:
         "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
     }
 
+
+def examples_request(max_instances: int) -> Schema:
+    """TF Serving `:classify` / `:regress` body: `examples` (one object of features per example) and an optional
+    `context` of features shared by every example."""
+    features: Schema = {
+        "type": "object",
+        "description": 'Input name (or key field) -> value; strings may be {"b64": ...} for bytes.',
+        "additionalProperties": {"anyOf": [TENSOR_VALUE, KEY, B64]},
+    }
+    return {
+        "type": "object",
+        "required": ["examples"],
+        "additionalProperties": False,
+        "properties": {
+            "signature_name": {"type": ["string", "null"], "description": "Default `serving_default`."},
+            "context": features,
+            "examples": {"type": "array", "minItems": 1, "maxItems": max_instances, "items": features},
+        },
+    }
+
+
+EXAMPLES_RESPONSE: Schema = {
+    "type": "object",
+    "required": ["results"],
+    "description": ":classify -> per example a list of [label, score] for every class (label names from the model, "
+    "else class ids); :regress -> one number per example.",
+    "properties": {
+        "results": {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    NUMBER,
+                    {
+                        "type": "array",
+                        "items": {"type": "array", "prefixItems": [{"type": "string"}, NUMBER], "minItems": 2},
+                    },
+                ]
+            },
+        }
+    },
+}
 
 PREDICT_RESPONSE: Schema = {
     "type": "object",
