@@ -8,7 +8,7 @@ import json
 import re
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -32,7 +32,7 @@ _REPLACEMENT = "\ufffd".encode()
 _ENCODINGS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Request:
     """The parts of an HTTP API event the services look at."""
 
@@ -41,6 +41,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     body_was_binary: bool = False  # base64 in the event: the bytes are the client's own, no U+FFFD substitution
+    _inflated: bytes | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_event(cls, event: dict[str, Any]) -> Request:
@@ -65,14 +66,19 @@ class Request:
         """The body, decompressed when `Content-Encoding` says gzip or deflate; 413 past `max_bytes` either way."""
         if len(self.body) > max_bytes:
             raise PayloadTooLarge(f"body of {len(self.body)} bytes exceeds the limit of {max_bytes}")
-        encoding = self.headers.get("content-encoding", "").strip().lower()
-        if not encoding or encoding == "identity":
+        encoding = self.headers.get("content-encoding")
+        if not encoding:
+            return self.body
+        encoding = encoding.strip().lower()
+        if encoding == "identity":
             return self.body
         wbits = _ENCODINGS.get(encoding)
         if wbits is None:
             raise UnsupportedMediaType(
                 f"content-encoding '{encoding}' is not supported; send the body uncompressed, gzip or deflate"
             )
+        if self._inflated is not None:
+            return self._inflated
         inflater = zlib.decompressobj(wbits)
         try:
             out = inflater.decompress(self.body, max_bytes + 1)
@@ -82,28 +88,28 @@ class Request:
             raise PayloadTooLarge(f"{encoding} body inflates past the limit of {max_bytes} bytes")
         if not inflater.eof:
             raise BadRequest(f"{encoding} body is truncated")
+        self._inflated = out
         return out
 
-    def json(self, max_bytes: int) -> tuple[Any, bool]:
-        """Decode the JSON body. Returns (document, whether the text holds a true/false token)."""
-        doc, has_bools, _ = self.json_and_binary(max_bytes, None)
-        return doc, has_bools
-
-    def json_and_binary(self, max_bytes: int, json_length: int | None) -> tuple[Any, bool, bytes]:
-        """A JSON document followed by binary data (`json_length` bytes of JSON; None: the whole body is JSON).
-        Returns (document, whether the JSON holds a true/false token, the bytes after the JSON)."""
-        body = self.payload(max_bytes)
-        ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
-        binary_ok = json_length is not None and ctype == "application/octet-stream"
-        if ctype and not (binary_ok or ctype in _JSON_TYPES or ctype.endswith("+json")):
-            raise UnsupportedMediaType(f"content-type '{ctype}' is not supported; send application/json")
-        tail = b""
+    def json(self, max_bytes: int, json_length: int | None = None) -> tuple[Any, bool]:
+        """Decode the JSON body (its first `json_length` bytes when binary data follows, see `binary_tail`).
+        Returns (document, whether the text holds a true/false token)."""
+        body = self.body
+        if len(body) > max_bytes or "content-encoding" in self.headers:
+            body = self.payload(max_bytes)
         if json_length is not None:
             if not 0 < json_length <= len(body):
                 raise BadRequest(
                     f"inference-header-content-length {json_length} does not fit a body of {len(body)} bytes"
                 )
-            body, tail = body[:json_length], body[json_length:]
+            body = body[:json_length]
+        ctype = self.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype and not (
+            ctype in _JSON_TYPES
+            or ctype.endswith("+json")
+            or (json_length is not None and ctype == "application/octet-stream")
+        ):
+            raise UnsupportedMediaType(f"content-type '{ctype}' is not supported; send application/json")
         if not body or body.isspace():
             raise BadRequest("request body is empty; send a JSON object")
         if _REPLACEMENT in body and not self.body_was_binary:
@@ -114,7 +120,11 @@ class Request:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             doc = _lenient_json(body, exc)
-        return doc, (b"true" in body or b"false" in body), tail
+        return doc, (b"true" in body or b"false" in body)
+
+    def binary_tail(self, max_bytes: int, json_length: int | None) -> bytes:
+        """The binary data after the first `json_length` bytes (b"" when None); call after `json`."""
+        return b"" if json_length is None else self.payload(max_bytes)[json_length:]
 
 
 def _lenient_json(body: bytes, error: orjson.JSONDecodeError) -> Any:

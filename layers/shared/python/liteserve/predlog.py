@@ -67,7 +67,10 @@ class PredictionLog:
         if self.sample_rate < 1.0 and self._rng() >= self.sample_rate:
             return 0
         write = self._write or sys.stdout.write
-        head = _head(served, protocol, request_id, self._clock())
+        head = (  # inline, not _head(): this runs on every request
+            f'{PREFIX},"time":{self._clock():.3f},"request_id":{_js(request_id)},"model":{_js(served.model.name)},'
+            f'"version":{_js(served.model.version)},"signature":{_js(served.signature)},"protocol":"{protocol}"'
+        )
         if len(request_body) + len(response_body) <= self.max_inline_bytes:
             # Valid JSON has no raw newline inside a string, so outside them a newline is whitespace: a space keeps
             # the document equal and the record on one line (each line is one CloudWatch log event).

@@ -62,13 +62,13 @@ class Served:
 __all__ = ["PredictService", "Result", "Served", "ServingConfig"]
 
 
-class PredictService:
-    """Routes a request to its protocol handler."""
+class PredictService(Router):
+    """Routes a request to its protocol handler (its route table is the TF Serving and V2 REST APIs)."""
 
     def __init__(self, models: ModelRepository, config: ServingConfig | None = None) -> None:
         self.models = models
         self.config = config or ServingConfig.from_env()
-        self.router = Router(
+        super().__init__(
             [
                 ("POST", rf"/v1/models/{_NAME}{_VERSION}:(?P<verb>predict|classify|regress)", self._tf_predict),
                 ("GET", rf"/v1/models/{_NAME}{_VERSION}/metadata", self._tf_metadata),
@@ -85,9 +85,9 @@ class PredictService:
             ]
         )
 
-    def handle(self, request: Request) -> Result:
-        """Dispatch on method and path; unknown paths are 404, known paths with another method 405."""
-        return self.router.dispatch(request)
+    # Dispatch on method and path; unknown paths are 404, known paths with another method 405 (an alias, not a
+    # wrapper: one call less per request).
+    handle = Router.dispatch
 
     def _model(self, name: str, version: str | None) -> Model:
         model = self.models.get(name)
@@ -180,7 +180,8 @@ class PredictService:
                 json_length = int(header)
             except ValueError:
                 raise BadRequest(f"{v2.HEADER_LENGTH} must be an integer, got {header!r}") from None
-        doc, has_bools, binary = request.json_and_binary(self.config.max_body_bytes, json_length)
+        doc, has_bools = request.json(self.config.max_body_bytes, json_length)
+        binary = b"" if json_length is None else request.binary_tail(self.config.max_body_bytes, json_length)
         call = v2.decode_infer(
             doc,
             model,

@@ -71,7 +71,12 @@ def decode_predict(
     else:
         rows, keys = _split_columns(doc["inputs"], sig, key_field, max_instances)
         columnar = True
-    inputs = {name: _batch(rows[name], spec, check_bools, "instance") for name, spec in sig.inputs.items()}
+    inputs = {
+        name: _text_batch(rows[name], spec, "instance")
+        if spec.np_dtype.kind in "OSU"
+        else to_batch(rows[name], spec, check_bools=check_bools)
+        for name, spec in sig.inputs.items()
+    }
     sizes = {len(arr) for arr in inputs.values()}
     if len(sizes) > 1:
         raise BadRequest(f"inputs have different batch sizes {sorted(sizes)}")
@@ -145,9 +150,7 @@ def _text_out(name: str, arr: np.ndarray) -> list[Any]:
 
 
 def _jsonable(outputs: dict[str, np.ndarray]) -> dict[str, Any]:
-    """numpy outputs as orjson writes them; string outputs (which it cannot) converted."""
-    if all(arr.dtype.kind not in "OSU" for arr in outputs.values()):
-        return outputs
+    """String outputs (which orjson cannot write from numpy) converted; the others as they are."""
     return {n: _text_out(n, a) if a.dtype.kind in "OSU" else a for n, a in outputs.items()}
 
 
@@ -164,7 +167,8 @@ def _split_rows(
 ) -> tuple[dict[str, list], list[Key] | None]:
     instances = _check_count(instances, "instances", max_instances)
     names = list(sig.inputs)
-    if not isinstance(instances[0], dict) or _is_b64(instances[0]):
+    first = instances[0]
+    if not isinstance(first, dict) or ("b64" in first and len(first) == 1):  # a bare value, or a bare {"b64"}
         if len(names) != 1:
             raise BadRequest(f"signature '{sig.name}' has several inputs {names}: instances must be objects")
         if any(isinstance(inst, dict) and not _is_b64(inst) for inst in instances):
@@ -224,7 +228,10 @@ def _split_columns(
 
 def encode_predict(call: PredictCall, outputs: dict[str, np.ndarray]) -> dict[str, Any]:
     """The response document (numpy arrays inside; serialize with orjson's numpy support)."""
-    outputs = _jsonable(outputs)
+    for arr in outputs.values():  # string outputs need converting for JSON; numeric ones go to orjson as they are
+        if arr.dtype.kind in "OSU":
+            outputs = _jsonable(outputs)
+            break
     keys = call.keys
     if call.columnar:
         if keys is not None:
