@@ -198,6 +198,16 @@ def test_other_numeric_types_decode_from_binary():
     assert np.frombuffer(body[length:], "<i8").tolist() == [5, 6]
 
 
+def test_binary_data_for_a_bytes_model_input_is_a_400_not_a_crash():
+    class Text(_Source):
+        def signature(self, name):
+            return SignatureSpec("serving_default", {"s": TensorSpec("s", "object", (-1,))}, {})
+
+    doc = {"inputs": [{"name": "s", "shape": [1], "datatype": "BYTES", "parameters": {"binary_data_size": 5}}]}
+    with pytest.raises(BadRequest, match="binary data for BYTES model inputs is unsupported"):
+        v2.decode_infer(doc, Text(), key_field="key", max_instances=10, binary=bytes_tensor(["a"]))
+
+
 def test_binary_requests_are_logged_per_instance_and_read_back(capsys, digits):
     x, _ = digits
     app = import_predict_handler()

@@ -142,8 +142,10 @@ def decode_infer(
             raise PayloadTooLarge(f"{shape[0]} instances exceed the limit of {max_instances} per request")
         if chunk is None:
             inputs[name] = from_flat(tensor["data"], shape, spec, check_bools=check_bools)
-        else:
+        elif expected in _BINARY_DTYPES:
             inputs[name] = from_buffer(chunk, _BINARY_DTYPES[expected], shape, spec)
+        else:
+            raise BadRequest(f"inputs[{index}]: input '{name}': binary data for {expected} model inputs is unsupported")
     if offset != len(binary):
         raise BadRequest(
             f"{len(binary)} bytes of binary data follow the JSON, but the inputs' binary_data_size add up to {offset}"
