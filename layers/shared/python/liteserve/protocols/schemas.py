@@ -119,7 +119,13 @@ EXAMPLES_RESPONSE: Schema = {
                     NUMBER,
                     {
                         "type": "array",
-                        "items": {"type": "array", "prefixItems": [{"type": "string"}, NUMBER], "minItems": 2},
+                        "items": {
+                            "type": "array",
+                            "description": "[label, score]",
+                            "minItems": 2,
+                            "maxItems": 2,
+                            "items": {"anyOf": [{"type": "string"}, NUMBER]},
+                        },
                     },
                 ]
             },
