@@ -10,6 +10,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from liteserve.batch.jobs import BatchConfig, Pipeline
 from liteserve.batch.storage import ObjectStore
+from liteserve.events import SQS, expects
 from liteserve.observability import emit, logger
 from liteserve.promotion.live import LiveModels
 from liteserve.promotion.registry import Registry
@@ -41,6 +42,7 @@ def record_handler(record: SQSRecord) -> dict[str, Any]:
     return summary
 
 
+@expects(SQS)
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS event -> {"batchItemFailures": [...]}."""

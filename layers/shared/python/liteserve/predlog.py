@@ -67,7 +67,7 @@ class PredictionLog:
         if self.sample_rate < 1.0 and self._rng() >= self.sample_rate:
             return 0
         write = self._write or sys.stdout.write
-        head = (
+        head = (  # inline, not _head(): this runs on every request
             f'{PREFIX},"time":{self._clock():.3f},"request_id":{_js(request_id)},"model":{_js(served.model.name)},'
             f'"version":{_js(served.model.version)},"signature":{_js(served.signature)},"protocol":"{protocol}"'
         )
@@ -81,6 +81,22 @@ class PredictionLog:
         lines = instance_lines(served, head.replace('"prediction"', f'"{INSTANCE_KIND}"', 1))
         write("".join(lines))
         return len(lines)
+
+    def record_instances(self, served: Served, protocol: str, request_id: Any) -> int:
+        """Log one prediction in the per-instance form (for requests whose body is not one JSON document of the
+        protocol, e.g. binary tensors). Returns the number of lines written."""
+        if self.sample_rate < 1.0 and self._rng() >= self.sample_rate:
+            return 0
+        lines = instance_lines(served, _head(served, protocol, request_id, self._clock(), INSTANCE_KIND))
+        (self._write or sys.stdout.write)("".join(lines))
+        return len(lines)
+
+
+def _head(served: Served, protocol: str, request_id: Any, now: float, kind: str = "prediction") -> str:
+    return (
+        f'{{"liteserve":"{kind}","time":{now:.3f},"request_id":{_js(request_id)},"model":{_js(served.model.name)},'
+        f'"version":{_js(served.model.version)},"signature":{_js(served.signature)},"protocol":"{protocol}"'
+    )
 
 
 def instance_lines(served: Served, head: str) -> list[str]:
