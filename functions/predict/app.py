@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from time import perf_counter
 from typing import Any
 
@@ -36,6 +37,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     exchange = serve(event, service.handle)
     if exchange.error is not None:
         record_error(exchange.error)
+        if exchange.error.status < 500:
+            log_rejection(event, exchange)
         return exchange.response
     served = exchange.result.served
     seconds = perf_counter() - started
@@ -48,6 +51,26 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if served is not None:
         log_prediction(event, exchange)
     return exchange.response
+
+
+_INFERENCE = re.compile(
+    r"^/(v1)/models/([^/:]+)(?:/versions/[^/:]+)?:(?:predict|classify|regress)$|^/(v2)/models/([^/]+)(?:/versions/[^/]+)?/infer$"
+)
+
+
+def log_rejection(event: dict[str, Any], exchange: Exchange) -> None:
+    """A refused inference request, for the evaluation's rejection rate (other routes are not inferences)."""
+    try:
+        match = _INFERENCE.match(event.get("rawPath") or "")
+        if match is None:
+            return
+        protocol = "v2" if match.group(3) else "tfserving"
+        request_id = (event.get("requestContext") or {}).get("requestId")
+        prediction_log.rejected(
+            match.group(2) or match.group(4), protocol, exchange.error.status, exchange.error.kind, request_id
+        )
+    except Exception:
+        logger.exception("rejection line not written")
 
 
 def log_prediction(event: dict[str, Any], exchange: Exchange) -> None:

@@ -142,3 +142,58 @@ def test_zero_labels_drift_is_flagged_once_per_window_and_clean_traffic_is_not(a
     assert summary["retrain"] is True and summary["trigger"] == "claimed"
     assert all(r.startswith("label-free: ") for r in summary["reasons"])
     assert len(sqs.receive_message(QueueUrl=retrain_url, MaxNumberOfMessages=10).get("Messages", [])) == 1
+
+
+def test_refused_requests_are_logged_and_their_share_is_a_violation(aws, models, digits):
+    """Requests the API refused reach the prediction log as `prediction.rejected` lines; a window where more than
+    `quality.rejected_share` of a model's requests were refused gets a data-quality finding (issue 12)."""
+    from liteserve.evaluation.records import ONLINE_PREFIX, hour_path
+    from liteserve.predlog import PredictionLog
+
+    sqs, _ = aws
+    alerts = _alert_queue(sqs)
+    lines: list[str] = []
+    log = PredictionLog(write=lines.append, clock=lambda: T0)
+    for i in range(8):
+        assert log.rejected("digits", "tfserving", 400, "bad_request", f"bad-{i}") == 1
+    assert orjson.loads(lines[0]) == {
+        "liteserve": "prediction.rejected",
+        "time": T0,
+        "request_id": "bad-0",
+        "model": "digits",
+        "protocol": "tfserving",
+        "status": 400,
+        "kind": "bad_request",
+    }
+    x, _ = digits
+    model = models.get("digits")
+    out = model.predict("serving_default", {"x": x[:40].astype(np.float32)})
+    accepted = [
+        orjson.dumps(
+            {
+                "key": f"ok-{i}",
+                "time": T0,
+                "model": "digits",
+                "version": model.version,
+                "signature": "serving_default",
+                "source": "online",
+                "request_id": f"req-{i // 2}",  # two instances per accepted request: 20 requests
+                "x": x[i],
+                "outputs": {k: v[i] for k, v in out.items()},
+            },
+            option=orjson.OPT_SERIALIZE_NUMPY,
+        ).decode()
+        + "\n"
+        for i in range(40)
+    ]
+    body = "".join(accepted + lines).encode()
+    boto3.client("s3").put_object(Bucket="data", Key=f"{ONLINE_PREFIX}{hour_path(T0)}/log-1", Body=body)
+    config = EvaluationConfig(bucket="data", labels_table="labels", state_table="evals", model_root=str(MODEL_ROOT))
+    summary = Evaluator(config, RetrainPolicy(label_free_min_predictions=10)).run(T0 + 120, now=T0 + 120)
+    result = summary["models"]["digits"]
+    assert result["alert"] == "claimed", result
+    assert result["findings"] == ["data quality: 28.6% of 28 inference requests were refused as bad input (> 5%)"]
+    key = "reports/digits/2026-11-28T03:00:00Z/violations.json"
+    found = orjson.loads(boto3.client("s3").get_object(Bucket="data", Key=key)["Body"].read())
+    assert found["rejected_requests"]["rejected"] == 8 and found["rejected_requests"]["accepted"] == 20
+    assert len(sqs.receive_message(QueueUrl=alerts, MaxNumberOfMessages=10).get("Messages", [])) == 1

@@ -77,3 +77,15 @@ def test_inference_metrics_carry_model_and_version_and_the_top1_confidence(app, 
     [confidence] = blob["Confidence"] if isinstance(blob["Confidence"], list) else [blob["Confidence"]]
     assert abs(confidence - expected) < 1e-6
     assert {m["Name"] for m in directive["Metrics"]} >= {"Latency", "Instances", "Confidence"}
+
+
+def test_a_refused_inference_is_one_rejection_line_and_other_refusals_none(app, capsys):
+    event = json.loads((ROOT / "events" / "predict" / "tfserving-predict-bad.json").read_text())
+    assert app.lambda_handler(event, FakeLambdaContext())["statusCode"] == 400
+    rejected = [json.loads(line) for line in capsys.readouterr().out.splitlines() if "prediction.rejected" in line]
+    assert [(r["model"], r["protocol"], r["status"], r["kind"]) for r in rejected] == [
+        ("digits", "tfserving", 400, "bad_request")
+    ]
+    missing = {**event, "rawPath": "/v1/models/nope/metadata", "requestContext": {"http": {"method": "GET"}}}
+    app.lambda_handler({**missing, "body": None}, FakeLambdaContext())
+    assert "prediction.rejected" not in capsys.readouterr().out  # not an inference route

@@ -121,6 +121,7 @@ def evaluate_group(
     manifest: Manifest,
     policy: RetrainPolicy,
     past: list[tuple[str, float]] | None = None,
+    extra_findings: list[str] | None = None,
 ) -> dict[str, Any]:
     """Metrics, drift, label-free data quality and the policy's decision for one model version's records in a
     window; `past` is the version's accuracy in earlier reports (window id, value), oldest first.
@@ -156,7 +157,7 @@ def evaluate_group(
         drift["dataset_drift"],
         drift["drifted_share"],
         predictions=len(records),
-        findings=label_free_findings(drift, pred_drift, quality, policy),
+        findings=label_free_findings(drift, pred_drift, quality, policy) + list(extra_findings or []),
         trend=trend,
     )
     return {
@@ -174,6 +175,21 @@ def evaluate_group(
         "quality": quality,
         "decision": decision.as_dict(),
     }
+
+
+def rejection_check(versions: dict[str, list], rejected: int, policy: RetrainPolicy) -> dict[str, Any]:
+    """The model's refused inference requests against the accepted ones in the window (online requests, counted
+    by request id): a violation when their share passes `quality.rejected_share`."""
+    accepted = len({r["request_id"] for recs in versions.values() for r in recs if r.get("request_id")})
+    total = accepted + rejected
+    share = rejected / total if total else 0.0
+    limit = policy.quality.rejected_share
+    out: dict[str, Any] = {"rejected": rejected, "accepted": accepted, "share": share, "threshold": limit}
+    if total >= policy.quality.min_requests and share > limit:
+        out["finding"] = (
+            f"data quality: {share:.1%} of {total} inference requests were refused as bad input (> {limit:.0%})"
+        )
+    return out
 
 
 def label_free_findings(
@@ -316,6 +332,11 @@ class Evaluator:
         self._references = {}  # a version registered since the last run is seen
         window = Window.at(fire_time, self.config.lookback_hours, self.config.align_seconds)
         records, bad = self.load_predictions(window)
+        rejected: dict[str, int] = {}
+        for rec in records:
+            if rec.get("rejected"):
+                rejected[str(rec["model"])] = rejected.get(str(rec["model"]), 0) + 1
+        records = [r for r in records if not r.get("rejected")]
         received = {str(item["key"]): item for item in self.labels.received(window.start, max(now, window.end))}
         labels = {k: str(v["label"]) for k, v in received.items()}
         groups: dict[str, dict[str, list]] = {}
@@ -330,7 +351,10 @@ class Evaluator:
             if manifest is None:
                 summary["models"][model] = {"skipped": "no manifest in the model layer"}
                 continue
-            summary["models"][model] = self._model(model, manifest, versions, labels, window, orphans, bad, now)
+            refused = rejection_check(versions, rejected.get(model, 0), self.policy)
+            summary["models"][model] = self._model(
+                model, manifest, versions, labels, window, orphans, bad, now, refused
+            )
         return summary
 
     def _model(
@@ -343,10 +367,12 @@ class Evaluator:
         orphans: int,
         bad: int,
         now: float,
+        refused: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         past = self._past(model, window)
+        extra = [refused["finding"]] if refused and refused.get("finding") else []
         results = {
-            v: evaluate_group(recs, labels, self.reference(model, v, manifest), self.policy, past.get(v))
+            v: evaluate_group(recs, labels, self.reference(model, v, manifest), self.policy, past.get(v), extra)
             for v, recs in sorted(versions.items())
         }
         # The decision follows the live primary (the registry's routing record, else the version the model layer
@@ -369,6 +395,7 @@ class Evaluator:
                 "labelled": results[current]["labelled"],
                 "labels_without_prediction": orphans,
                 "unreadable_log_lines": bad,
+                "rejected_requests": (refused or {}).get("rejected", 0),
             },
             "policy": self.policy.as_dict(),
             "versions": results,
@@ -396,6 +423,7 @@ class Evaluator:
             "window": window.as_dict(),
             "generated_at": iso(now),
             "versions": {v: _violations(g) for v, g in results.items()},
+            "rejected_requests": refused,
             "alert": report.get("alert"),
         }
         self.store.put(

@@ -21,6 +21,8 @@ class QualityThresholds:
     out_of_range_share: float = 0.05  # more than this share of a feature's values outside the training range
     range_tolerance: float = 0.0  # widen [min, max] by this fraction of (max - min) on each side
     min_rows: int = 200  # fewer served rows than this: quality is not judged
+    rejected_share: float = 0.05  # more than this share of a model's inference requests refused as bad input
+    min_requests: int = 20  # fewer requests than this: the rejection rate is not judged
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> QualityThresholds:
