@@ -5,6 +5,7 @@ waits in a durable SQLite queue until `flush()` (or the next call that reaches t
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from liteserve_edge.artifact import fetch_model
-from liteserve_edge.cloud import CloudAnswer, CloudClient, CloudRejected, CloudUnavailable, Key
+from liteserve_edge.cloud import CloudAnswer, CloudClient, CloudError, CloudRejected, CloudUnavailable, Key
 from liteserve_edge.model import EdgeModel
 from liteserve_edge.store import Outcome, Store
 
@@ -58,6 +59,7 @@ class FlushReport:
     remaining: int = 0
     requests: int = 0
     error: str | None = None
+    agreement_sent: int = 0  # agreement records delivered to the cloud after this replay
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -67,6 +69,7 @@ class FlushReport:
             "remaining": self.remaining,
             "requests": self.requests,
             "error": self.error,
+            "agreement_sent": self.agreement_sent,
         }
 
 
@@ -111,6 +114,8 @@ class TwoPhaseClient:
             trying the cloud for this many seconds, so that answers come back at once; `flush()` always tries.
         token: the API's bearer token (default: `LITESERVE_LOCAL_TOKEN`). A refused token (401/403) is a rejection:
             not retried, the escalation recorded as rejected.
+        send_agreement: after escalations the cloud answered (online or by `flush()`), send the keyed
+            edge-vs-cloud records to the cloud's evaluation (`report_agreement`).
 
     Not thread-safe (the interpreter is not): use one client per thread; several processes may share the file.
     """
@@ -136,6 +141,7 @@ class TwoPhaseClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         token: str | None = None,
+        send_agreement: bool = True,
     ) -> None:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be within [0, 1], got {threshold}")
@@ -163,6 +169,7 @@ class TwoPhaseClient:
             sleep=sleep,
             token=token,
         )
+        self.send_agreement = send_agreement
         self.store = Store(queue_path)
         self.last_replay: FlushReport | None = None
 
@@ -239,6 +246,8 @@ class TwoPhaseClient:
             self.last_replay = self.flush()
             if self.on_refined and self.last_replay.refined:
                 self.on_refined(self.last_replay.refined)
+        if reached and self.send_agreement:
+            self.report_agreement()
         return out
 
     def _validate(self, instances: Sequence[Mapping[str, Any]]) -> tuple[list[Key], np.ndarray]:
@@ -341,6 +350,8 @@ class TwoPhaseClient:
             outcomes = [self._outcome(p.key, p.edge_class, p.edge_confidence, answers[p.key], "replay") for p in batch]
             report.refined += self.store.record(outcomes)
         report.remaining = self.store.pending_count()
+        if report.refined and self.send_agreement:
+            report.agreement_sent = self.report_agreement()
         return report
 
     def requeue_rejected(self) -> int:
@@ -354,6 +365,25 @@ class TwoPhaseClient:
         The cloud's answer is a free label for the edge model: feed these to the evaluation (then `mark_reported`).
         """
         return [o.to_dict() for o in self.store.outcomes("refined", since=since, unreported=unreported)]
+
+    def report_agreement(self, batch: int = 1000) -> int:
+        """Send the answered escalations not reported yet to the cloud's evaluation (`POST /v1/edge/agreements`),
+        oldest first, and mark them reported; returns how many went. A failed call leaves the rest for the next
+        one (after the next escalation or `flush()`), so every record is delivered at least once."""
+        records = self.agreement_records(unreported=True)
+        sent = 0
+        for start in range(0, len(records), batch):
+            chunk = records[start : start + batch]
+            try:
+                self.cloud.request(
+                    "POST", "/v1/edge/agreements", json.dumps(chunk).encode(), {"content-type": "application/json"}
+                )
+            except CloudError as exc:
+                log.warning("agreement records not sent (%d left for later): %s", len(records) - sent, exc)
+                break
+            self.mark_reported([r["key"] for r in chunk])
+            sent += len(chunk)
+        return sent
 
     def mark_reported(self, keys: Sequence[Key]) -> None:
         """Flag records as delivered, so that `agreement_records(unreported=True)` returns only new ones."""

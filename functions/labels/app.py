@@ -1,4 +1,5 @@
-"""Ground truth in: label files dropped under labels/ (S3 event) and POST /v1/labels (HTTP API)."""
+"""Ground truth in: label files dropped under labels/ (S3 event), POST /v1/labels, and the edge devices'
+agreement records (POST /v1/edge/agreements: the cloud's answer is a free label for the edge model)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
 from liteserve.batch.storage import ObjectStore
+from liteserve.evaluation import edge
 from liteserve.evaluation.labels import LabelStore, ingest_object, last_wins, parse_post
 from liteserve.events import HTTP, S3, expects, kind
 from liteserve.http import Request, Result, Router, serve
@@ -30,7 +32,16 @@ def post_labels(request: Request) -> Result:
     return Result(200, {"received": len(items), "stored": stored, "replaced_in_request": replaced})
 
 
-router = Router([("POST", r"/v1/labels", post_labels)])
+def post_edge_agreements(request: Request) -> Result:
+    """`POST /v1/edge/agreements`: the edge client's answered escalations (edge next to cloud), all or nothing."""
+    doc, _ = request.json(MAX_BODY)
+    records = edge.parse_post(doc)
+    objects.put(*edge.edge_object(records), "application/gzip")
+    emit({"EdgeAgreementRecords": (len(records), MetricUnit.Count)}, source="edge")
+    return Result(200, {"received": len(records)})
+
+
+router = Router([("POST", r"/v1/labels", post_labels), ("POST", r"/v1/edge/agreements", post_edge_agreements)])
 
 
 @expects(S3, HTTP)

@@ -26,7 +26,7 @@ THRESHOLD = 0.97
 @pytest.fixture(scope="module")
 def lc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCloud]:
     """The project's own template running locally on free ports (the conftest's cloud runs a fixture template)."""
-    with project_cloud(tmp_path_factory, "localcloud-two-phase") as cloud:
+    with project_cloud(tmp_path_factory, "localcloud-two-phase", log_subscriptions=True) as cloud:
         yield cloud
 
 
@@ -97,7 +97,9 @@ def test_low_confidence_instances_escalate_in_one_keyed_request(lc, edge_dir, he
     before = predict_invocations(lc)
     with TwoPhaseClient(edge, lc.api_url, THRESHOLD, queue_path=tmp_path / "q.sqlite3", token=lc.token) as client:
         out = client.predict(insts)
-        assert client.cloud.stats.requests == client.cloud.stats.attempts == 1
+        # one keyed :predict request, then one POST of the agreement records (to the labels function)
+        assert client.cloud.stats.requests == client.cloud.stats.attempts == 2
+        assert client.agreement_records(unreported=True) == []
     assert predict_invocations(lc) - before == 1
     reference = cloud_answers(lc, [i for i in insts if i["key"] in low])
     assert {p.key for p in out if p.phase == "cloud"} == low
@@ -143,3 +145,31 @@ def test_wrong_cloud_model_is_a_4xx_reported_once(lc, edge_dir, held_out, tmp_pa
     assert predict_invocations(lc) - before == 1
     errors = [p.error for p in out if p.error]
     assert errors and all("HTTP 404" in e for e in errors)
+
+
+def test_agreement_records_reach_the_cloud_evaluation_per_edge_version(lc, edge_dir, held_out, tmp_path) -> None:
+    """Issue 12: after flush() the answered escalations go to POST /v1/edge/agreements; the scheduled evaluation of
+    the cloud model reports agreement per edge model version and, with labels, the edge's accuracy."""
+    lc.reset()  # only this test's records and predictions in the evaluation window
+    x, y = held_out
+    insts = instances(x, "agree")
+    with TwoPhaseClient(edge_dir, dead_endpoint(), THRESHOLD, queue_path=tmp_path / "q.sqlite3", retries=0) as down:
+        escalated = {p.key for p in down.predict(insts) if p.provisional}
+    with TwoPhaseClient(edge_dir, lc.api_url, THRESHOLD, queue_path=tmp_path / "q.sqlite3", token=lc.token) as up:
+        report = up.flush()
+        assert report.agreement_sent == len(escalated) and up.agreement_records(unreported=True) == []
+        records = {r["key"]: r for r in up.agreement_records()}
+    labels = [{"key": i["key"], "label": str(int(y[n]))} for n, i in enumerate(insts) if i["key"] in escalated]
+    req = urllib.request.Request(
+        lc.api_url + "/v1/labels", json.dumps(labels).encode(), {"content-type": "application/json", **auth(lc)}
+    )
+    urllib.request.urlopen(req, timeout=30).read()
+    lc.flush_logs()
+    lc.wait_idle(timeout=60)
+    [summary] = lc.fire_schedule("EvaluateFunction")
+    edge = summary["models"]["digits-cloud"]["edge"]["digits-edge@1"]
+    truth = {i["key"]: int(y[n]) for n, i in enumerate(insts)}
+    agree = sum(r["agree"] for r in records.values()) / len(records)
+    edge_acc = sum(r["edge_class_id"] == truth[k] for k, r in records.items()) / len(records)
+    assert edge["escalations"] == edge["labelled"] == len(escalated)
+    assert edge["agreement"] == agree and edge["edge_accuracy"] == edge_acc

@@ -47,6 +47,8 @@ class Server:
                     status, out = 200, (EDGE_DIR / "manifest.json").read_bytes()
                 elif self.path.endswith("/artifact"):
                     status, out = 200, (EDGE_DIR / "model.tflite").read_bytes()
+                elif self.path == "/v1/edge/agreements":
+                    status, out = 200, json.dumps({"received": len(json.loads(body))}).encode()
                 else:  # :predict: class 0 for every key
                     keys = [i["key"] for i in json.loads(body)["instances"]]
                     preds = [{"key": k, "class_id": 0, "probabilities": [1.0] + [0.0] * 9} for k in keys]
@@ -127,7 +129,8 @@ def test_two_phase_client_and_fetch_send_the_token(server: Server, tmp_path: Pat
     ) as client:
         out = client.predict([{"key": "k1", "x": [0.0] * 64}])
     assert out[0].phase == "cloud" and out[0].error is None
-    assert {given for _, given in server.seen} == {f"Bearer {TOKEN}"} and len(server.seen) == 3
+    assert {given for _, given in server.seen} == {f"Bearer {TOKEN}"} and len(server.seen) == 4
+    assert server.seen[-1][0] == "/v1/edge/agreements"  # the agreement record goes to the same origin, with the token
 
 
 def test_cli_reads_the_token_file(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

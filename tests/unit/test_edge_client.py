@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from liteserve.errors import LiteserveError
+from liteserve.evaluation.edge import parse_post as parse_agreements
 from liteserve.http import Request, error_response, response
 from liteserve.service import PredictService, ServingConfig
 from liteserve_edge import (
@@ -39,6 +40,7 @@ class FakeCloud:
     def __init__(self, service: PredictService) -> None:
         self.service = service
         self.requests: list[tuple[str, str, dict | None]] = []
+        self.agreements: list[dict] = []
         self.fail: list[int | str] = []
         self.tamper = False
         self.port = 0
@@ -67,6 +69,10 @@ class FakeCloud:
                     return
                 if failure is not None:
                     out = response(int(failure), {"error": f"injected {failure}"})
+                elif self.path == "/v1/edge/agreements":  # as the labels function: validate, keep, count
+                    records = parse_agreements(json.loads(body))
+                    cloud.agreements.extend(records)
+                    out = response(200, {"received": len(records)})
                 else:
                     request = Request(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
                     try:
@@ -171,7 +177,10 @@ def test_low_confidence_keys_escalate_in_one_keyed_batch_request(make_client, cl
 
     batches = cloud.predict_requests()
     assert len(batches) == 1 and sorted(batches[0]) == sorted(expected_low)
-    assert all(p.endswith("digits-cloud:predict") for _, p, _ in cloud.requests)
+    assert all(p.endswith("digits-cloud:predict") for _, p, _ in cloud.requests if p != "/v1/edge/agreements")
+    # the answered escalations went to the cloud's evaluation, once each, and are marked reported
+    assert sorted(r["key"] for r in cloud.agreements) == sorted(expected_low)
+    assert client.agreement_records(unreported=True) == []
     assert [p.key for p in out] == [i["key"] for i in insts]
     cloud_ref = models.get("digits-cloud").predict("serving_default", {"x": x})
     edge_cls, edge_conf = edge.predict(x)
@@ -495,7 +504,7 @@ def test_threshold_cli_on_the_committed_manifests(capsys):
 
 
 def test_agreement_summary_buckets(make_client, digits):
-    client = make_client()
+    client = make_client(send_agreement=False)  # records kept for manual delivery (the CLI), not sent
     client.predict(instances(digits[0]))
     summary = client.agreement_summary(bucket_seconds=3600)
     records = client.agreement_records()
@@ -507,7 +516,7 @@ def test_agreement_summary_buckets(make_client, digits):
 
 
 def test_agreement_cli_prints_each_record_once_when_marking(make_client, tmp_path, digits, capsys):
-    client = make_client()
+    client = make_client(send_agreement=False)  # records kept for manual delivery (the CLI), not sent
     client.predict(instances(digits[0]))
     n = len(client.agreement_records())
     client.close()
@@ -553,3 +562,17 @@ def test_demo_story_goes_offline_queues_and_refines(cloud, tmp_path, digits, edg
     assert any("OFFLINE" in line for line in lines) and sum(line.startswith("refined") for line in lines) == len(
         second_half_low
     )
+
+
+def test_agreement_records_wait_for_the_cloud_and_go_once(make_client, cloud, digits):
+    """Sent after answered escalations; a failed delivery keeps them for the next escalation or flush()."""
+    client = make_client(retries=0)
+    insts = instances(digits[0])
+    cloud.fail = [None, 503]  # the :predict answers, the agreement POST meets an outage
+    client.predict(insts[: len(insts) // 2])
+    pending = client.agreement_records(unreported=True)
+    assert pending and cloud.agreements == []
+    client.predict(insts[len(insts) // 2 :])  # the next answered escalation delivers everything not sent yet
+    assert client.agreement_records(unreported=True) == []
+    keys = [r["key"] for r in cloud.agreements]
+    assert len(keys) == len(set(keys)) and {r["key"] for r in pending} <= set(keys)

@@ -42,6 +42,8 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
         "ModelReady": s.MODEL_READY,
         "LabelsRequest": s.LABELS_REQUEST,
         "LabelsResponse": s.LABELS_RESPONSE,
+        "EdgeAgreementsRequest": s.EDGE_AGREEMENTS_REQUEST,
+        "EdgeAgreementsResponse": s.EDGE_AGREEMENTS_RESPONSE,
         "BatchJob": s.BATCH_JOB,
         "CachedPrediction": s.CACHED_PREDICTION,
     }
@@ -122,6 +124,14 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
             _json("LabelsResponse"),
             body="LabelsRequest",
             examples=example.get("LabelsRequest"),
+        )
+    }
+    paths["/v1/edge/agreements"] = {
+        "post": _operation(
+            "postEdgeAgreements",
+            "Edge-vs-cloud agreement records of answered escalations (two-phase prediction)",
+            _json("EdgeAgreementsResponse"),
+            body="EdgeAgreementsRequest",
         )
     }
     text_param = {"in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}

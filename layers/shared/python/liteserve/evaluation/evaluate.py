@@ -7,6 +7,7 @@ EventBridge.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
 import time
@@ -22,6 +23,7 @@ from botocore.exceptions import ClientError
 
 from liteserve.batch.storage import EventBus, ObjectStore
 from liteserve.evaluation.drift import feature_drift, prediction_drift
+from liteserve.evaluation.edge import EDGE_PREFIX, agreement_report
 from liteserve.evaluation.labels import LabelStore
 from liteserve.evaluation.metrics import classification_report
 from liteserve.evaluation.policy import Decision, RetrainPolicy, decide
@@ -326,6 +328,19 @@ class Evaluator:
             hour += 3600
         return records, bad
 
+    def load_edge_records(self, window: Window) -> list[dict[str, Any]]:
+        """Edge-vs-cloud agreement records received in the window (see liteserve.evaluation.edge)."""
+        records = []
+        hour = window.start - window.start % 3600
+        while hour <= window.end:
+            for key in self.store.keys(f"{EDGE_PREFIX}{hour_path(hour)}/"):
+                for line in gzip.decompress(self.store.read(key)).splitlines():
+                    rec = orjson.loads(line)
+                    if window.start <= rec["time"] <= window.end:
+                        records.append(rec)
+            hour += 3600
+        return records
+
     def run(self, fire_time: float, now: float | None = None) -> dict[str, Any]:
         """Evaluate the window of a schedule fire; returns a summary per model."""
         now = time.time() if now is None else now
@@ -345,6 +360,9 @@ class Evaluator:
         predicted_keys = {str(r["key"]) for r in records if r.get("key") is not None}
         in_window = [k for k, v in received.items() if window.start * 1000 <= int(v["time"]) <= window.end * 1000]
         orphans = sum(1 for k in in_window if k not in predicted_keys)
+        edge: dict[str, list] = {}
+        for rec in self.load_edge_records(window):
+            edge.setdefault(rec["cloud_model"], []).append(rec)
         summary: dict[str, Any] = {"window": window.as_dict(), "bad_lines": bad, "models": {}}
         for model, versions in sorted(groups.items()):
             manifest = self.signatures.manifest(model)
@@ -353,7 +371,7 @@ class Evaluator:
                 continue
             refused = rejection_check(versions, rejected.get(model, 0), self.policy)
             summary["models"][model] = self._model(
-                model, manifest, versions, labels, window, orphans, bad, now, refused
+                model, manifest, versions, labels, window, orphans, bad, now, refused, edge.get(model, [])
             )
         return summary
 
@@ -368,6 +386,7 @@ class Evaluator:
         bad: int,
         now: float,
         refused: dict[str, Any] | None = None,
+        edge_records: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         past = self._past(model, window)
         extra = [refused["finding"]] if refused and refused.get("finding") else []
@@ -403,6 +422,8 @@ class Evaluator:
         }
         if canary is not None:
             report["canary"] = canary
+        if edge_records:  # escalations this (cloud) model answered for edge devices
+            report["edge"] = agreement_report(edge_records, labels, manifest.labels)
         outcome = None
         if decision.retrain and canary is not None:
             # A candidate is already being judged on this traffic: its outcome, not a new retraining, comes next.
@@ -475,6 +496,7 @@ class Evaluator:
             "findings": decision.findings,
             "reasons": decision.reasons,
             "canary": canary,
+            "edge": report.get("edge"),
             "versions": {
                 v: {"labelled": g["labelled"], "accuracy": g["metrics"]["accuracy"]} for v, g in results.items()
             },

@@ -163,6 +163,22 @@ def _canary_html(canary: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _edge_html(edge: dict[str, Any] | None) -> list[str]:
+    """Two-phase prediction: how often each edge model version agreed with this (cloud) model on escalations."""
+    if not edge:
+        return []
+    rows = "".join(
+        f"<tr><td class='l'>{escape(name)}</td><td>{g['escalations']}</td><td>{_fmt(g['agreement'])}</td>"
+        f"<td>{g['labelled']}</td><td>{_fmt(g['edge_accuracy'])}</td><td>{_fmt(g['cloud_accuracy'])}</td></tr>"
+        for name, g in edge.items()
+    )
+    return [
+        "<h2>Edge devices: agreement with this model on escalated instances</h2><table><tr><th class='l'>edge model"
+        "</th><th>escalations</th><th>agreement</th><th>labelled</th><th>edge accuracy</th><th>cloud accuracy</th>"
+        f"</tr>{rows}</table>"
+    ]
+
+
 def _quality_html(versions: dict[str, Any]) -> list[str]:
     """Label-free data quality per version: the violations of violations.json, or why none were judged."""
     out = ["<h2>Data quality against the training baseline (no labels needed)</h2>"]
@@ -234,6 +250,7 @@ def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float
     refs = {"floor": report["policy"].get("accuracy_floor"), "validation": current.get("baseline_accuracy")}
     out.append(line_chart(history, "Accuracy per evaluation window and model version", refs))
     out.extend(_quality_html(versions))
+    out.extend(_edge_html(report.get("edge")))
     for v, g in versions.items():
         out.append(f"<h2>Version {escape(v)}: data drift per feature</h2>")
         if not g["drift"]["judged"]:

@@ -380,6 +380,48 @@ LABELS_REQUEST: Schema = {
     ],
     "description": "All or nothing: one bad item refuses the request, naming every bad item.",
 }
+_EDGE_RECORD: Schema = {
+    "type": "object",
+    "required": [
+        "key",
+        "edge_model",
+        "edge_class_id",
+        "edge_confidence",
+        "cloud_model",
+        "cloud_class_id",
+        "cloud_confidence",
+        "recorded_at",
+    ],
+    "description": "One answered escalation of an edge device: the edge model's answer next to the cloud's.",
+    "properties": {
+        "key": {"anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}]},
+        "edge_model": {"type": "string", "minLength": 1, "description": "name@version of the edge model"},
+        "edge_class_id": {"type": "integer", "minimum": 0},
+        "edge_confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "cloud_model": {"type": "string", "minLength": 1},
+        "cloud_class_id": {"type": "integer", "minimum": 0},
+        "cloud_confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "recorded_at": {"type": "number", "description": "epoch seconds on the device"},
+    },
+}
+_EDGE_LIST: Schema = {"type": "array", "minItems": 1, "maxItems": 1000, "items": _EDGE_RECORD}
+EDGE_AGREEMENTS_REQUEST: Schema = {
+    "anyOf": [
+        _EDGE_LIST,
+        {
+            "type": "object",
+            "required": ["records"],
+            "additionalProperties": False,
+            "properties": {"records": _EDGE_LIST},
+        },
+    ],
+    "description": "All or nothing: one bad record refuses the request, naming every bad record.",
+}
+EDGE_AGREEMENTS_RESPONSE: Schema = {
+    "type": "object",
+    "required": ["received"],
+    "properties": {"received": {"type": "integer", "minimum": 1}},
+}
 LABELS_RESPONSE: Schema = {
     "type": "object",
     "required": ["received", "stored", "replaced_in_request"],
