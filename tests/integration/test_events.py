@@ -134,7 +134,7 @@ def test_batch_labels_and_evaluate_samples(daemon):
     assert s3.head_object(Bucket=bucket, Key=record["object"]["key"])["ETag"].strip('"') == record["object"]["eTag"]
     code, result = invoke(daemon, "BatchSplitFunction", sample("batch_split", "s3-put-incoming.json"))
     assert code == 0, result
-    assert [j["job_id"] for j in result["jobs"]] == ["sample"]
+    assert [j["job_id"] for j in result["jobs"]] == ["sample.jsonl"]
 
     deadline = time.monotonic() + 90
     while (job := _job(daemon)) is None:
@@ -152,7 +152,7 @@ def test_batch_labels_and_evaluate_samples(daemon):
     assert _job(daemon)["state"] == "SUCCEEDED"
 
     status, body = http(daemon, "BatchApiFunction", sample("batch_api", "cached-prediction.json"))
-    assert status == 200 and body["key"] == "img-0001" and body["job_id"] == "sample", body
+    assert status == 200 and body["key"] == "img-0001" and body["job_id"] == "sample.jsonl", body
 
     labels = json.loads(sample("labels", "s3-put-labels.json").read_text())["Records"][0]["s3"]["object"]
     s3.put_object(Bucket=bucket, Key=labels["key"], Body=sample("labels", "sample.jsonl").read_bytes())

@@ -477,7 +477,10 @@ class Pipeline:
         if self._superseded_marker(job, marker):
             return job
         # At-least-once: the event goes out before `published` is set, so a crash here repeats it, never loses it.
-        self.bus.put("BatchJobCompleted", {k: manifest[k] for k in ("job_id", "run", "state", "counts", "output")})
+        # The event names where the manifest is, not its part lists (an event holds at most 256 KB).
+        event = {k: manifest[k] for k in ("job_id", "run", "state", "counts")}
+        event["output"] = {k: v for k, v in manifest["output"].items() if k not in ("parts", "errors")}
+        self.bus.put("BatchJobCompleted", event)
         self._sweep(job)
         return self.jobs.published(job.job_id, job.run) or job
 
