@@ -365,10 +365,10 @@ def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * 
     tracemalloc.stop()
 
     def plan(data: bytes) -> KeyLedger:
-        ledger = KeyLedger()
+        ledger = KeyLedger(fmt, spec)
         chunks = (data[i : i + MIB] for i in range(0, len(data), MIB))
         for shard in cut_shards(chunks, shard_sizes[0]):
-            ledger.scan(shard, fmt, spec)
+            ledger.scan(shard)
         return ledger
 
     big = shard_of(shard_sizes[-1])
