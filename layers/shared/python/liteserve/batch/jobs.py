@@ -250,14 +250,18 @@ class Pipeline:
 
             ledger = KeyLedger(fmt, spec, reread)
             messages: list[dict[str, Any]] = []
+            sent = 0
             for shard in cut_shards(chunks, self.config.shard_bytes, offset=offset, first_line=first_line):
                 ledger.scan(shard)
                 messages.append(self._shard_message(job, source_key, gz, shard, fmt))
-                if len(messages) % 10 == 0:  # workers start while the rest is still being planned
-                    self.queue.send(messages[-10:])
+                # Workers start while the rest is still being planned: the first shard goes at once, then batches
+                # that double up to 10 (SQS's most per call): more workers start early, for a few more calls.
+                if len(messages) - sent >= min(10, max(1, sent)):
+                    self.queue.send(messages[sent:])
+                    sent = len(messages)
         except (ValueError, EOFError, OSError) as err:  # gzip errors, decompression bomb, undecodable header
             raise PlanningError(f"{source_key}: {err}") from err
-        self.queue.send(messages[len(messages) - len(messages) % 10 :])
+        self.queue.send(messages[sent:])
         return messages
 
     def _shard_message(self, job: Job, source_key: str, gz: bool, shard: Shard, fmt: RowFormat) -> dict[str, Any]:
