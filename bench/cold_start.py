@@ -6,8 +6,9 @@ runs one inference. No editable install, no test helpers, no site-packages (``-S
 /opt is read-only on Lambda).
 
 The runtime layer is the `sam build` output (.aws-sam/build/RuntimeLayer) when present, else the same layer built
-by layers/runtime/Makefile into bench/.cache (pip's cache makes that ~20 s once). The shared layer and the function
-are copied without ``__pycache__``, as a fresh checkout ships them.
+by layers/runtime/Makefile into bench/.cache (pip's cache makes that ~20 s once). The shared layer is built from the
+working tree by its own Makefile, as `sam build` does (sources plus bytecode; a second case ships the sources alone);
+the function's code is copied without ``__pycache__``, as `sam build` ships it.
 
 Prints JSON: per case the median/min/max wall time over interleaved repeats, the peak RSS, the ratio to the raw
 interpreter (median of the per-round ratios, their min/max, and the ratio of the medians), the phases measured
@@ -125,20 +126,28 @@ def base_python() -> str:
     return getattr(sys, "_base_executable", None) or sys.executable
 
 
-def lambda_tree(dest: Path, precompiled: bool = False) -> dict[str, Path]:
-    """Lay out /var/task, the shared layer and the runtime's own boto3 under ``dest``; return the paths."""
+def lambda_tree(dest: Path, layer_bytecode: bool = True) -> dict[str, Path]:
+    """Lay out /var/task, the shared layer and the runtime's own boto3 under ``dest``; return the paths.
+
+    The shared layer is what `sam build` makes of it (layers/shared/Makefile: the package plus its bytecode), built
+    from the working tree; ``layer_bytecode=False`` ships the sources alone, as the layer did before it had a build.
+    The function's code is copied without bytecode, as `sam build` ships it."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "requirements.txt")
     task, shared, standin = dest / "task", dest / "shared" / "python", dest / "var-runtime"
     shutil.copytree(ROOT / "functions" / "predict", task, ignore=ignore)
-    shutil.copytree(ROOT / "layers" / "shared" / "python", shared, ignore=ignore)
-    standin.mkdir()
-    _runtime_standin(standin)
-    if precompiled:  # what the runtime layer already does for its packages (see layers/runtime/Makefile)
+    if layer_bytecode:
         subprocess.run(
-            [base_python(), "-m", "compileall", "-q", "--invalidation-mode", "unchecked-hash", str(task), str(shared)],
+            [
+                *("make", "-s", "-C", str(ROOT / "layers" / "shared"), "build-SharedLayer"),
+                *(f"ARTIFACTS_DIR={shared.parent}", f"PYTHON={base_python()}"),
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
+    else:
+        shutil.copytree(ROOT / "layers" / "shared" / "python", shared, ignore=ignore)
+    standin.mkdir()
+    _runtime_standin(standin)
     return {"task": task, "shared": shared, "standin": standin}
 
 
@@ -256,17 +265,17 @@ def main(repeats: int = 15) -> dict:
         tmp = Path(tmp_name)
         event_path = tmp / "event.json"
         event_path.write_text(json.dumps(_event()))
-        plain = lambda_tree(tmp / "plain")
-        compiled = lambda_tree(tmp / "compiled", precompiled=True)
+        built = lambda_tree(tmp / "built")
+        sources = lambda_tree(tmp / "sources", layer_bytecode=False)
         path_of = {
-            "plain": [plain["task"], layer, plain["shared"], plain["standin"]],
-            "compiled": [compiled["task"], layer, compiled["shared"], compiled["standin"]],
+            "built": [built["task"], layer, built["shared"], built["standin"]],
+            "sources": [sources["task"], layer, sources["shared"], sources["standin"]],
         }
         cases = {
             "raw_interpreter": (RAW, child_env([layer])),
-            "handler": (HANDLER, child_env(path_of["plain"])),
-            "handler_precompiled_shared_layer": (HANDLER, child_env(path_of["compiled"])),
-            "handler_with_tracer": (HANDLER, child_env(path_of["plain"], {"POWERTOOLS_TRACE_DISABLED": "false"})),
+            "handler": (HANDLER, child_env(path_of["built"])),
+            "handler_shared_layer_without_bytecode": (HANDLER, child_env(path_of["sources"])),
+            "handler_with_tracer": (HANDLER, child_env(path_of["built"], {"POWERTOOLS_TRACE_DISABLED": "false"})),
         }
         out_path = tmp / "out.json"
         # One untimed run each: checks that nothing comes from outside the Lambda-shaped paths, and warms the page

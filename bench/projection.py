@@ -109,7 +109,6 @@ class PipelineShape:
     ddb_writes_per_shard: int = 1  # conditional UpdateItem adding the shard to the job item's `done` number set
     job_item_base_bytes: int = 700  # the job item without its `done` set (ids, etag, options JSON, counts, times)
     planner_memory_mb: int = 1024  # template.yaml BatchSplitFunction MemorySize
-    planner_parses_every_row: bool = True  # KeyLedger.scan parses each shard to find repeated keys
 
 
 @dataclass(frozen=True)
@@ -237,7 +236,7 @@ def project(
     work, instances = worker_work(shards * d, m.init_s / cpu_share(memory_mb), concurrency_eff)
     floors = {
         "worker concurrency (SQS event source ramp, then the cap)": ramp_seconds(work, concurrency_eff),
-        "planner: one Lambda streams and parses the whole file": planner_s + d,
+        "planner: one Lambda streams the whole file and reads every key": planner_s + d,
         "DynamoDB: every shard updates one job item (1,000 WCU/s per partition)": max(
             wru / LIMITS["ddb_partition_wcu_s"].value, rru / LIMITS["ddb_partition_rcu_s"].value
         ),
@@ -365,10 +364,10 @@ def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * 
     tracemalloc.stop()
 
     def plan(data: bytes) -> KeyLedger:
-        ledger = KeyLedger()
+        ledger = KeyLedger(fmt, spec)
         chunks = (data[i : i + MIB] for i in range(0, len(data), MIB))
         for shard in cut_shards(chunks, shard_sizes[0]):
-            ledger.scan(shard, fmt, spec)
+            ledger.scan(shard)
         return ledger
 
     big = shard_of(shard_sizes[-1])

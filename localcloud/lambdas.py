@@ -12,8 +12,10 @@ publish a layer version, update the function's layers, publish a version, shift 
   others (published by anyone else) are downloaded once from their ``Content.Location`` and unzipped under the state
   folder.
 
-Built layers (``Metadata.BuildMethod``, e.g. the 74 MB runtime layer) are stood in for by the dev venv when functions
-run, so they are registered with a zip of their source folder instead of their built content (see README).
+Built layers of pip dependencies (``Metadata.BuildMethod`` and no ``python/`` in their folder, e.g. the 74 MB runtime
+layer) are stood in for by the dev venv when functions run, so they are registered with a zip of their source folder
+instead of their built content (see README). A built layer whose folder holds its ``python/`` (the shared layer, whose
+build adds bytecode) runs from that folder.
 """
 
 from __future__ import annotations
@@ -191,7 +193,7 @@ class Lambdas:
         if src is None or not src.is_dir():  # function_specs refuses it if a function uses it
             log.warning("layer %s: content %r is not a local folder; not registered", lid, content)
             return
-        built = bool((self.tpl.resources[lid].get("Metadata") or {}).get("BuildMethod"))
+        built = self.tpl.layer_folder(lid) is None
         path, sha = self.cache.zip_of(src)
         name = self.tpl.name(lid)
         arn = self._existing_layer(name, sha)

@@ -76,14 +76,12 @@ def function_specs(tpl: Template) -> dict[str, FunctionSpec]:
                 log.warning("%s: external layer %s is stood in for by the dev venv", lid, ref)
                 continue
             layer_ids.append(llid)
-            lres = tpl.resources[llid]
-            if (lres.get("Metadata") or {}).get("BuildMethod"):
-                # A built layer (pip deps etc.): its source dir is not what lands in /opt; the dev venv provides it.
-                continue
             content = tpl.props(llid).get("ContentUri") or tpl.props(llid).get("Content")
             if not isinstance(content, str):
                 raise TemplateError(f"layer {llid}: ContentUri must be a local directory")
-            layer_dirs.append((tpl.base_dir / content).resolve())
+            folder = tpl.layer_folder(llid)
+            if folder is not None:  # None: a built layer of pip dependencies, which the dev venv provides
+                layer_dirs.append(folder)
         env = {k: _env_str(v) for k, v in ((p.get("Environment") or {}).get("Variables") or {}).items()}
         specs[lid] = FunctionSpec(
             logical_id=lid,

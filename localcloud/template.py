@@ -432,6 +432,19 @@ class Template:
 
     # ---------------------------------------------------------------- helpers for event sources
 
+    def layer_folder(self, lid: str) -> Path | None:
+        """The local folder whose contents a layer puts in /opt, or None when the dev venv stands in for it.
+
+        An unbuilt layer is its ContentUri folder. A built one (``Metadata.BuildMethod``) is that folder too when it
+        already holds the ``python/`` tree the build ships (the shared layer: its build only adds bytecode); one
+        without (the runtime layer: pip wheels) is stood in for by the dev venv."""
+        content = self.props(lid).get("ContentUri") or self.props(lid).get("Content")
+        if not isinstance(content, str):
+            return None
+        folder = (self.base_dir / content).resolve()
+        built = bool((self.resources[lid].get("Metadata") or {}).get("BuildMethod"))
+        return None if built and not (folder / "python").is_dir() else folder
+
     def logical_id_of(self, value: Any, kinds: tuple[str, ...] = ()) -> str:
         """Map a resolved reference (name, ARN or URL) back to the logical id it came from."""
         for lid in self.resources:

@@ -135,6 +135,36 @@ def test_moto_state_survives_a_restart_with_persistence(tmp_path: Path) -> None:
         moto.stop()
 
 
+def test_a_ranged_get_reads_its_range_as_s3_answers_it(tmp_path: Path) -> None:
+    """The server alone: the local cloud's moto reads only a range's bytes (moto itself reads the whole object for
+    every range, which made batch workers' reads grow with the file); the answers stay S3's."""
+    moto = MotoServer(port=0, log_path=tmp_path / "moto.log").start()
+    try:
+        s3 = boto3.session.Session(aws_access_key_id="t", aws_secret_access_key="t", region_name="us-east-1").client(
+            "s3", endpoint_url=moto.url
+        )
+        s3.create_bucket(Bucket="ranges")
+        body = bytes(range(256)) * 40
+        etag = s3.put_object(Bucket="ranges", Key="k", Body=body)["ETag"]
+        cases = {"bytes=2-5": (2, 5), "bytes=0-10239": (0, 10239), "bytes=10000-99999": (10000, 10239)}
+        cases |= {"bytes=100-": (100, 10239), "bytes=-16": (10224, 10239), "bytes=7-7": (7, 7)}
+        for header, (first, last) in cases.items():
+            got = s3.get_object(Bucket="ranges", Key="k", Range=header, IfMatch=etag)
+            assert got["Body"].read() == body[first : last + 1], header
+            assert got["ContentRange"] == f"bytes {first}-{last}/{len(body)}"
+            assert got["ResponseMetadata"]["HTTPStatusCode"] == 206
+        for header, code in (("bytes=10240-10300", "InvalidRange"), ("bytes=0-9", "PreconditionFailed")):
+            with pytest.raises(s3.exceptions.ClientError) as err:
+                s3.get_object(
+                    Bucket="ranges", Key="k", Range=header, IfMatch=etag if code != "PreconditionFailed" else '"0"'
+                )
+            assert err.value.response["Error"]["Code"] == code
+        assert s3.get_object(Bucket="ranges", Key="k")["Body"].read() == body
+        assert s3.get_object(Bucket="ranges", Key="k", Range="bytes=0-1,4-5")["Body"].read() == body  # as moto does
+    finally:
+        moto.stop()
+
+
 def test_concurrent_conditional_updates_of_one_item_count_every_one(tmp_path: Path) -> None:
     """DynamoDB applies each write atomically; moto alone loses concurrent ADDs (the job counts depend on it)."""
     moto = MotoServer(port=0, log_path=tmp_path / "moto.log").start()

@@ -205,21 +205,26 @@ def test_poison_shard_fails_the_job_naming_it_and_keeps_the_rest(pipeline):
     assert pipeline.jobs.get("poison.jsonl").state == "FAILED"
 
 
-def test_duplicate_keys_first_valid_occurrence_wins_across_shards(pipeline):
+@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gzip"])  # gzip: the planner re-reads a staged shard
+def test_duplicate_keys_first_valid_occurrence_wins_across_shards(pipeline, gz):
     rows = [{"key": f"k{i}", "x": [0.1] * 64} for i in range(400)]
     rows[10] = {"key": "k5", "x": [0.2] * 64}  # repeats line 6 within the first shard
     rows[390] = {"key": "k7", "x": [0.3] * 64}  # repeats line 8 from another shard
     rows[3] = {"key": "k399", "x": [0.1] * 10}  # invalid: does not claim k399 (line 400 stays valid)
-    put("incoming/keys.jsonl", b"\n".join(orjson.dumps(r) for r in rows))
-    pipeline.split("incoming/keys.jsonl")
+    rows[300] = {"key": "k150", "x": [0.4] * 64}  # repeats line 151, in a shard without repeats of its own
+    body = b"\n".join(orjson.dumps(r) for r in rows)
+    name = "keys.jsonl.gz" if gz else "keys.jsonl"
+    put(f"incoming/{name}", gzip.compress(body) if gz else body)
+    assert pipeline.split(f"incoming/{name}")["shards"] > 3
     run_all(pipeline, drain(pipeline))
-    parts, errors = outputs("keys.jsonl")
+    parts, errors = outputs(name)
     keys = [p["key"] for p in parts]
-    assert len(keys) == len(set(keys)) == 397
-    assert "k399" in keys
+    assert len(keys) == len(set(keys)) == 396
+    assert "k399" in keys and "k300" not in keys
     by_line = {e["line"]: e for e in errors}
-    assert set(by_line) == {4, 11, 391}
+    assert set(by_line) == {4, 11, 301, 391}
     assert by_line[11]["error"] == "key repeats line 6"
+    assert by_line[301]["error"] == "key repeats line 151"
     assert by_line[391]["error"] == "key repeats line 8"
 
 

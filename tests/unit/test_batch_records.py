@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import orjson
 import pytest
 from liteserve.batch.plan import KeyLedger, cut_shards, read_header
@@ -121,11 +123,127 @@ def test_ledger_marks_later_valid_duplicates_only():
         {"key": "b", "x": [1, 2, 3]},
         {"key": "a", "x": [4, 5, 6]},  # duplicate of line 2
     )
-    ledger = KeyLedger()
+    ledger = KeyLedger(JSONL, SPEC)
     first, second = list(cut_shards([data], len(data) // 2))
-    ledger.scan(first, JSONL, SPEC)
-    ledger.scan(second, JSONL, SPEC)
+    ledger.scan(first)
+    ledger.scan(second)
     assert {**first.duplicates, **second.duplicates} == {4: 2}
-    assert first.valid + second.valid == 2
-    assert first.rejected + second.rejected == 2
     assert len(ledger) == 2
+
+
+# Lines whose key a cheap reader could get wrong: escapes, repeated members, spacing, other key types, bad bytes.
+ODD_LINES = [
+    b'{"key":"a","x":[1,2,3]}',
+    b'{"key": "a", "x": [1, 2, 3]}',
+    b'{"\\u006bey":"b","x":[1,2,3]}',  # the field's name spelled with an escape
+    b'{"key":"c","x":[1,2,3],"key":"a"}',  # a repeated member: the last one counts
+    b'{"key":"a\\u0041","x":[1,2,3]}',  # an escape in the key: 'aA'
+    b'{"key":"aA","x":[1,2,3]}',
+    b'{"key":"","x":[1,2,3]}',
+    b'{"key":7,"x":[1,2,3]}',
+    b'{"key":"7","x":[1,2,3]}',
+    b'{"key":true,"x":[1,2,3]}',
+    b'{"key":"d","x":[1,2]}',
+    b'{"key":"d","x":[1,2,3]}',
+    b'{"key":"d"',
+    b'{"key":"\xff","x":[1,2,3]}',
+    b'{"x":[1,2,3],"key":"e"}',
+    b'{"key":"e","note":"key","x":[1,2,3]}',
+    b'{"key":"f","x":[1,true,3]}',
+    b"[1,2,3]",
+    b"   ",
+]
+
+
+def reference_duplicates(data: bytes, first_line: int = 1) -> dict[int, int]:
+    """What the ledger must decide: parse every row, the first valid occurrence of a key wins."""
+    rows, _ = JSONL.parse(data, first_line, SPEC)
+    first: dict = {}
+    duplicates = {}
+    for line, key in zip(rows.lines, rows.keys, strict=True):
+        seen = first.setdefault(key, line)
+        if seen != line:
+            duplicates[line] = seen
+    return duplicates
+
+
+def test_keys_agree_with_the_full_parse_on_every_valid_line():
+    for escapes in (False, True):  # a backslash anywhere in the chunk turns the fast path off
+        lines = ODD_LINES if escapes else [line for line in ODD_LINES if b"\\" not in line]
+        data = b"\n".join(lines) + b"\n"
+        rows, _ = JSONL.parse(data, 1, SPEC)
+        keys = dict(JSONL.keys(data, 1))
+        assert all(keys[line] == key for line, key in zip(rows.lines, rows.keys, strict=True))
+        errors = {e["line"] for e in rows.errors}
+        unkeyed = set(range(1, len(lines) + 1)) - set(keys) - {len(lines)}  # the last line is blank
+        assert unkeyed <= errors  # a line without a key is always a bad line
+
+
+def test_csv_keys_agree_with_the_full_parse():
+    fmt = RowFormat("csv", header=("id", "f0", "key", "f2"))
+    data = b'1,0.5,a,2\n2,x,b,2\n3,1,c\n4,1,"a",1\n,1,,1\n5,1,"d,e",1\r\n6,"1,2",f,1\n7,1,"g\n'
+    rows, _ = fmt.parse(data, 2, SPEC)
+    keys = dict(fmt.keys(data, 2))
+    assert [keys[line] for line in rows.lines] == rows.keys
+    assert keys == {2: "a", 3: "b", 5: "a", 7: "d,e", 8: "f"}  # line 8 reads its key; its input is bad
+
+
+def test_a_file_without_repeated_keys_is_never_parsed(monkeypatch):
+    calls = []
+    monkeypatch.setattr(RowFormat, "parse", lambda *args: calls.append(args))
+    data = jsonl(*[{"key": f"k{i}", "x": [i, i, "bad" if i % 5 == 0 else i]} for i in range(50)])
+    ledger = KeyLedger(JSONL, SPEC, reread=lambda *_: pytest.fail("no shard is read again"))
+    for shard in cut_shards([data], 200):
+        ledger.scan(shard)
+        assert shard.duplicates == {}
+    assert calls == []
+    assert len(ledger) == 50
+
+
+def test_an_invalid_first_occurrence_in_an_earlier_shard_is_read_again_once():
+    rows = [{"key": f"k{i}", "x": [i, i, i]} for i in range(40)]
+    rows[2] = {"key": "k30", "x": [1, 2]}  # invalid first occurrence of k30 (line 3), in shard 0
+    rows[5] = {"key": "k31", "x": [1, 2, 3]}  # valid first occurrence of k31 (line 6), in shard 0
+    data = jsonl(*rows)
+    shards = list(cut_shards([data], 200))
+    assert 6 <= shards[0].lines < 31  # both first occurrences in shard 0, repeats later
+    reads = []
+
+    def reread(index: int, start: int, end: int) -> bytes:
+        reads.append(index)
+        return data[start : end + 1]
+
+    ledger = KeyLedger(JSONL, SPEC, reread)
+    for shard in shards:
+        ledger.scan(shard)
+    found = {line: first for s in shards for line, first in s.duplicates.items()}
+    assert found == {32: 6} == reference_duplicates(data)  # line 31 (k30) stays: line 3 was invalid
+    assert reads == [0] and ledger.reparsed == 1
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_ledger_decides_as_a_full_parse_of_every_row(seed):
+    rng = random.Random(seed)
+    pool = [f"k{i}" for i in range(rng.choice((5, 30, 400)))]
+    lines = []
+    for _ in range(rng.randrange(50, 400)):
+        roll = rng.random()
+        if roll < 0.08:
+            lines.append(rng.choice(ODD_LINES))
+        else:
+            x = [1, 2] if roll < 0.25 else [rng.random(), 1, 2]
+            key = rng.choice(pool) if rng.random() < 0.7 else rng.randrange(5)
+            lines.append(orjson.dumps({"key": key, "x": x}))
+    data = b"\n".join(lines) + b"\n"
+    chunks = [data[i : i + 97] for i in range(0, len(data), 97)]
+    shards = list(cut_shards(chunks, rng.choice((64, 300, 2000)), first_line=1))
+    ledger = KeyLedger(JSONL, SPEC, lambda index, start, end: data[start : end + 1])
+    for shard in shards:
+        ledger.scan(shard)
+    reference = reference_duplicates(data)
+    valid = set(JSONL.parse(data, 1, SPEC)[0].lines)
+    found = {line: first for s in shards for line, first in s.duplicates.items()}
+    # every repeat of a valid row is found and named by its first valid occurrence; the rest are invalid lines,
+    # which a worker reports with their own error whatever the ledger says
+    assert {line: first for line, first in found.items() if line in valid} == reference
+    assert ledger.reparsed <= len(shards)

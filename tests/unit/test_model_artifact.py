@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
+from liteserve.manifest import Manifest
 
 from training import data
 from training.specs import SPECS
@@ -178,3 +180,14 @@ def test_edge_model_is_smallest_and_cloud_most_accurate() -> None:
     assert size["digits-edge"] < 8 * 1024 and size["digits-edge"] == min(size.values())
     accuracy = {n: manifest(n)["metrics"]["int8"]["accuracy"] for n in NAMES}
     assert accuracy["digits-cloud"] == max(accuracy.values())
+
+
+def test_a_manifest_with_nan_still_loads(tmp_path):
+    # training writes manifests with Python's json, which spells a NaN statistic `NaN`; orjson alone refuses that
+    source = MODELS / "digits" / "manifest.json"
+    raw = json.loads(source.read_text())
+    raw["training_stats"] = {"note": float("nan")}
+    (tmp_path / "manifest.json").write_text(json.dumps(raw))
+    loaded = Manifest.load(tmp_path / "manifest.json")
+    assert math.isnan(loaded.raw["training_stats"]["note"])
+    assert loaded.signatures == Manifest.load(source).signatures

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,11 @@ class Manifest:
     @classmethod
     def load(cls, path: str | Path) -> Manifest:
         """Read and parse a manifest.json file."""
-        raw = json.loads(Path(path).read_text())
+        data = Path(path).read_bytes()
+        try:  # orjson: a cold start reads every model's ~40 KB manifest, ~3x faster than the json module
+            raw = orjson.loads(data)
+        except orjson.JSONDecodeError:  # NaN or Infinity, which Python's json writes and reads but orjson refuses
+            raw = json.loads(data)
         return cls.from_dict(raw)
 
     @classmethod

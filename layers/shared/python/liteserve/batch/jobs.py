@@ -155,6 +155,11 @@ def _staging_prefix(job_id: str, run: int) -> str:
     return f"staging/{job_id}/run-{run:06d}/"
 
 
+def _staged_shard(job_id: str, run: int, index: int) -> str:
+    """Where the planner puts a shard of a gzip source, uncompressed, for its worker."""
+    return f"{_staging_prefix(job_id, run)}shard-{index:05d}"
+
+
 def _run_objects(prefix: str, names: str) -> re.Pattern[str]:
     # Exact names only: another job's id may extend this one's (`a.jsonl` and `a.jsonl/run-000001/b.jsonl`), so
     # a prefix alone would reach into its objects.
@@ -248,16 +253,26 @@ class Pipeline:
                 chunks = _prepend(rest, chunks)
                 offset, first_line = len(head_line), 2
             fmt = _row_format(kind, options.as_dict(), header)
-            ledger = KeyLedger()
+
+            def reread(index: int, start: int, end: int) -> bytes:  # a shard planned earlier, as its worker reads it
+                if gz:
+                    return self.store.read(_staged_shard(job.job_id, job.run, index))
+                return self.store.read(source_key, (start, end), pin=job.pin)
+
+            ledger = KeyLedger(fmt, spec, reread)
             messages: list[dict[str, Any]] = []
+            sent = 0
             for shard in cut_shards(chunks, self.config.shard_bytes, offset=offset, first_line=first_line):
-                ledger.scan(shard, fmt, spec)
+                ledger.scan(shard)
                 messages.append(self._shard_message(job, source_key, gz, shard, fmt))
-                if len(messages) % 10 == 0:  # workers start while the rest is still being planned
-                    self.queue.send(messages[-10:])
+                # Workers start while the rest is still being planned: the first shard goes at once, then batches
+                # that double up to 10 (SQS's most per call): more workers start early, for a few more calls.
+                if len(messages) - sent >= min(10, max(1, sent)):
+                    self.queue.send(messages[sent:])
+                    sent = len(messages)
         except (ValueError, EOFError, OSError) as err:  # gzip errors, decompression bomb, undecodable header
             raise PlanningError(f"{source_key}: {err}") from err
-        self.queue.send(messages[len(messages) - len(messages) % 10 :])
+        self.queue.send(messages[sent:])
         return messages
 
     def _shard_message(self, job: Job, source_key: str, gz: bool, shard: Shard, fmt: RowFormat) -> dict[str, Any]:
@@ -275,7 +290,7 @@ class Pipeline:
         if not shard.data:  # only over-long lines were left at the end of the file
             message.update(object=None, range=None)
         elif gz:  # a gzip stream cannot be read from the middle: the planner stages the shard uncompressed
-            staged = f"{staging}shard-{shard.index:05d}"
+            staged = _staged_shard(job.job_id, job.run, shard.index)
             self.store.put(staged, shard.data)
             message.update(object=staged, range=None)
         else:

@@ -5,7 +5,8 @@ Pure Python over byte chunks, so the S3 adapter can stream an object of any size
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from liteserve.batch.records import MAX_LINE_BYTES, RowFormat
@@ -23,8 +24,6 @@ class Shard:
     first_line: int
     data: bytes = field(repr=False)
     lines: int = 0
-    valid: int = 0
-    rejected: int = 0
     duplicates: dict[int, int] = field(default_factory=dict)  # line -> line of the key's first valid occurrence
     skipped: list[int] = field(default_factory=list)  # over-long lines just before this shard, not in its data
 
@@ -112,21 +111,67 @@ def _shard(index: int, offset: int, first_line: int, data: bytes, skipped: list[
 
 
 class KeyLedger:
-    """First valid occurrence of every key in a file; later valid rows with the same key are duplicates."""
+    """First valid occurrence of every key in a file; later occurrences are duplicates (a worker drops those that are
+    valid and reports the others with their own error).
 
-    def __init__(self) -> None:
-        self._first: dict[Key, int] = {}
+    Keys are read without converting any input (`RowFormat.keys`), so a file without repeated keys is never parsed
+    here. A key's first occurrence claims it provisionally; only when the key comes again does the claim's validity
+    matter, and then the shard holding the claim is parsed in full, once: the current one from memory, an earlier one
+    read again through `reread(index, start, end)`. Repeated keys therefore cost at most one more parse of the shards
+    that hold their first occurrences, and the decisions are the ones a full parse of every row would make.
+    """
 
-    def scan(self, shard: Shard, fmt: RowFormat, spec: TensorSpec) -> None:
-        """Parse the shard like a worker will, and record its duplicates and counts on it."""
-        rows, _ = fmt.parse(shard.data, shard.first_line, spec)
+    def __init__(self, fmt: RowFormat, spec: TensorSpec, reread: Callable[[int, int, int], bytes] | None = None):
+        self.fmt, self.spec, self._reread = fmt, spec, reread
+        self._first: dict[Key, int] = {}  # key -> claiming line << 1, | 1 once the claim is known to be valid
+        self._shards: list[tuple[int, int, int]] = []  # (first line, start, end) by shard index
+        self._parsed: set[int] = set()  # shards whose claims are settled: an unmarked claim there is invalid
+        self._valid_here: set[int] = set()  # valid lines of the shard being scanned, once it has been parsed
+        self.reparsed = 0  # earlier shards read and parsed again because a later key repeated one of theirs
+
+    def scan(self, shard: Shard) -> None:
+        """Record the shard's keys, and its duplicates on it (`Shard.duplicates`). Shards come in index order."""
+        first = self._first
+        repeats: list[tuple[int, Key]] = []
+        for line, key in self.fmt.keys(shard.data, shard.first_line):
+            claim = line << 1
+            if first.setdefault(key, claim) != claim:
+                repeats.append((line, key))
+        self._shards.append((shard.first_line, shard.start, shard.end))
+        here = len(self._shards) - 1
+        self._valid_here = set()
+        for line, key in repeats:
+            claim = first[key]
+            if not claim & 1:
+                index = bisect_right(self._shards, (claim >> 1, _END)) - 1
+                if index not in self._parsed:
+                    self._parse(index, here, shard.data)
+                claim = first[key]
+            if claim & 1:
+                shard.duplicates[line] = claim >> 1
+            else:  # the earlier claim is invalid: this line claims the key (settled if this shard is parsed)
+                first[key] = line << 1 | (line in self._valid_here)
+
+    def _parse(self, index: int, here: int, current: bytes) -> None:
+        first_line, start, end = self._shards[index]
+        if index == here:
+            data = current
+        else:
+            if self._reread is None:
+                raise RuntimeError("a key repeats one of an earlier shard, and this ledger cannot read shards again")
+            data = self._reread(index, start, end)
+            self.reparsed += 1
+        rows, _ = self.fmt.parse(data, first_line, self.spec)
         first = self._first
         for line, key in zip(rows.lines, rows.keys, strict=True):
-            seen = first.setdefault(key, line)
-            if seen != line:
-                shard.duplicates[line] = seen
-        shard.valid = len(rows.lines) - len(shard.duplicates)
-        shard.rejected = len(rows.errors) + len(shard.duplicates) + len(shard.skipped)
+            if first.get(key) == line << 1:
+                first[key] = line << 1 | 1
+        self._parsed.add(index)
+        if index == here:
+            self._valid_here = set(rows.lines)
 
     def __len__(self) -> int:
         return len(self._first)
+
+
+_END = 1 << 62  # sorts after any (first line, start, end) of a shard starting at the same line

@@ -7,7 +7,7 @@ import csv
 import gc
 import io
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,11 +119,52 @@ class RowFormat:
             values.append(value)
         return rows
 
-    def _parse_csv(self, data: bytes, first_line: int) -> Rows:
-        rows = Rows()
-        header = self.header or ()
-        key_index = header.index(self.key_field)
-        width = len(header)
+    def keys(self, data: bytes, first_line: int) -> list[tuple[int, Key]]:
+        """(line, key) of every line of a chunk whose key reads, without converting any input: what the planner
+        needs to find repeated keys. A line that `parse` accepts is always here with the same key; a line left out
+        is one `parse` rejects (a line here may still be rejected by `parse` for its input)."""
+        return self._jsonl_keys(data, first_line) if self.kind == "jsonl" else self._csv_keys(data, first_line)
+
+    def _jsonl_keys(self, data: bytes, first_line: int) -> list[tuple[int, Key]]:
+        field = orjson.dumps(self.key_field)
+        prefix = b"{" + field + b':"'
+        start = len(prefix)
+        # The fast path reads `{"key":"...` off the line's start. It is exact only when nothing can spell the key
+        # field or a quote another way (no backslash in the chunk: no escapes) and the field's name occurs once on
+        # the line (a JSON object with a repeated member keeps the last one).
+        fast = b"\\" not in data
+        out: list[tuple[int, Key]] = []
+        append = out.append
+        for offset, raw in enumerate(data.split(b"\n")):
+            if fast and raw.startswith(prefix):
+                end = raw.find(b'"', start)
+                if end > start and raw.count(field) == 1:
+                    with suppress(UnicodeDecodeError):  # not valid JSON, so not a row
+                        append((first_line + offset, raw[start:end].decode()))
+                    continue
+            if not raw or raw.isspace():
+                continue
+            try:
+                obj = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if type(obj) is dict:
+                key = obj.get(self.key_field)
+                if (type(key) is str and key) or type(key) is int:
+                    append((first_line + offset, key))
+        return out
+
+    def _csv_keys(self, data: bytes, first_line: int) -> list[tuple[int, Key]]:
+        key_index = (self.header or ()).index(self.key_field)
+        width = len(self.header or ())
+        out: list[tuple[int, Key]] = []
+        for line, cells in self._csv_lines(data, first_line):
+            if type(cells) is list and len(cells) == width and cells[key_index]:
+                out.append((line, cells[key_index]))
+        return out
+
+    def _csv_lines(self, data: bytes, first_line: int) -> Iterator[tuple[int, list[str] | str]]:
+        """(line, cells) of every non-blank CSV line, or (line, error) for one that cannot be split into cells."""
         try:
             text = data.decode()
         except UnicodeDecodeError:
@@ -135,18 +176,27 @@ class RowFormat:
                 try:
                     raw = raw.decode()
                 except UnicodeDecodeError:
-                    rows.add_error(line, "not valid UTF-8")
+                    yield line, "not valid UTF-8"
                     continue
             raw = raw.rstrip("\r")
             if not raw.strip():
                 continue
             if len(raw) > MAX_LINE_BYTES // 4 and len(raw.encode()) > MAX_LINE_BYTES:
-                rows.add_error(line, line_too_long(line))
+                yield line, line_too_long(line)
                 continue
             try:
-                cells = next(csv.reader(io.StringIO(raw)))
+                yield line, next(csv.reader(io.StringIO(raw)))
             except csv.Error as exc:
-                rows.add_error(line, f"not valid CSV: {exc}")
+                yield line, f"not valid CSV: {exc}"
+
+    def _parse_csv(self, data: bytes, first_line: int) -> Rows:
+        rows = Rows()
+        header = self.header or ()
+        key_index = header.index(self.key_field)
+        width = len(header)
+        for line, cells in self._csv_lines(data, first_line):
+            if isinstance(cells, str):
+                rows.add_error(line, cells)
                 continue
             if len(cells) != width:
                 key = cells[key_index] if key_index < len(cells) and cells[key_index] else None
