@@ -81,21 +81,29 @@ def source_kind(path: Path) -> str:
 
 def package(source: str | Path, data: str | Path, options: Options) -> Packaged:
     """Read the source and the data, convert, verify and build the manifest (see the module docstring)."""
+    t0 = time.perf_counter()
     _check_name(options)
     source = Path(source)
     kind = source_kind(source)
     ds = read(data, options.label_field)
     meta = {"kind": kind, "file": source.name}
     if kind == "tflite":
-        return from_tflite(source.read_bytes(), options, ds, source=meta)
-    with tempfile.TemporaryDirectory(prefix="liteserve-package-") as tmp:
-        saved = source
-        if kind == "keras":
-            from liteserve_dev.packaging.convert import keras_to_saved_model
+        packaged = from_tflite(source.read_bytes(), options, ds, source=meta)
+    else:
+        with tempfile.TemporaryDirectory(prefix="liteserve-package-") as tmp:
+            saved = source
+            if kind == "keras":
+                from liteserve_dev.packaging.convert import keras_to_saved_model
 
-            saved = Path(tmp) / "saved_model"
-            keras_to_saved_model(source, saved)
-        return from_saved_model(saved, options, ds, source=meta)
+                saved = Path(tmp) / "saved_model"
+                t1 = time.perf_counter()
+                keras_to_saved_model(source, saved)
+                export = time.perf_counter() - t1
+            packaged = from_saved_model(saved, options, ds, source=meta)
+            if kind == "keras":
+                packaged.seconds["keras_export"] = export
+    packaged.seconds["total"] = time.perf_counter() - t0  # TensorFlow's import included when this call made it
+    return packaged
 
 
 def _check_name(options: Options) -> None:
