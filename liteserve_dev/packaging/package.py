@@ -90,18 +90,19 @@ def package(source: str | Path, data: str | Path, options: Options) -> Packaged:
     if kind == "tflite":
         packaged = from_tflite(source.read_bytes(), options, ds, source=meta)
     else:
+        t1 = time.perf_counter()
+        from liteserve_dev.packaging.convert import keras_to_saved_model  # TensorFlow
+
+        seconds = {"import_tensorflow": time.perf_counter() - t1}
         with tempfile.TemporaryDirectory(prefix="liteserve-package-") as tmp:
             saved = source
             if kind == "keras":
-                from liteserve_dev.packaging.convert import keras_to_saved_model
-
                 saved = Path(tmp) / "saved_model"
-                t1 = time.perf_counter()
+                t2 = time.perf_counter()
                 keras_to_saved_model(source, saved)
-                export = time.perf_counter() - t1
+                seconds["keras_export"] = time.perf_counter() - t2
             packaged = from_saved_model(saved, options, ds, source=meta)
-            if kind == "keras":
-                packaged.seconds["keras_export"] = export
+        packaged.seconds.update(seconds)
     packaged.seconds["total"] = time.perf_counter() - t0  # TensorFlow's import included when this call made it
     return packaged
 
