@@ -17,7 +17,7 @@ from liteserve_dev.packaging import PackagingError
 from liteserve_dev.packaging.fidelity import Bounds
 from liteserve_dev.packaging.tasks import KINDS
 
-QUANTIZE = ("int8", "float16", "dynamic", "none", "as-is")
+QUANTIZE = ("int8", "float16", "dynamic", "none")
 DEFAULT_OUT = "layers/model/models"
 
 
@@ -35,7 +35,7 @@ def parser() -> argparse.ArgumentParser:
     pk.add_argument(
         "--quantize",
         choices=QUANTIZE,
-        help="int8 (default for SavedModel/.keras), float16, dynamic, none; a .tflite is always packaged as-is",
+        help="int8 (default for SavedModel/.keras), float16, dynamic, none; a .tflite is packaged as supplied (none)",
     )
     pk.add_argument("--signatures", nargs="+", metavar="KEY", help="signatures to keep (default: all)")
     pk.add_argument("--label-field", help="the data's label field / column (default: 'label' when present)")
@@ -71,7 +71,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         from liteserve_dev.packaging.package import Options, package, write
-
+    except ModuleNotFoundError as e:
+        if e.name != "liteserve":
+            raise
+        print("liteserve-model: error: the shared package is not importable: set PYTHONPATH=layers/shared/python "
+              "(make package-model does)", file=sys.stderr)  # fmt: skip
+        return 1
+    try:
         bounds = Bounds(
             min_agreement=args.min_agreement,
             max_prob_delta=args.max_prob_delta,

@@ -42,7 +42,7 @@ class Options:
     version: str = "1"
     task: str | None = None  # inferred when obvious
     labels: list[str] | None = None
-    quantize: str | None = None  # None: int8 for a SavedModel / .keras, the .tflite as supplied
+    quantize: str | None = None  # None: int8 for a SavedModel / .keras; a .tflite is packaged as supplied (none)
     signatures: list[str] | None = None  # None: every signature of the source
     label_field: str | None = None
     bounds: fidelity.Bounds = field(default_factory=fidelity.Bounds)
@@ -138,8 +138,6 @@ def from_saved_model(
     calib = data if isinstance(data, Bound) else bind(data, specs)
     ev = calib if evaluation is None else evaluation if isinstance(evaluation, Bound) else bind(evaluation, specs)
     quantize = options.quantize or "int8"
-    if quantize == "as-is":
-        raise PackagingError("--quantize as-is is for a .tflite source")
     rows = np.arange(calib.rows)
     if options.calibration_rows is not None and calib.rows > options.calibration_rows:
         rows = np.sort(np.random.default_rng(0).choice(calib.rows, options.calibration_rows, replace=False))
@@ -164,7 +162,7 @@ def from_tflite(
 ) -> Packaged:
     """Package an existing `.tflite` (float or already quantized) as supplied; it is its own reference."""
     t0 = time.perf_counter()
-    if options.quantize not in (None, "as-is"):
+    if options.quantize not in (None, "none"):
         raise PackagingError(
             f"--quantize {options.quantize}: a .tflite source is packaged as supplied; convert its SavedModel or "
             ".keras to quantize it"

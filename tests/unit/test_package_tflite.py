@@ -45,7 +45,7 @@ def test_a_float_tflite_is_packaged_as_supplied_with_task_labels_metrics_and_bas
 
 
 def test_an_int8_tflite_keeps_only_the_chosen_signatures(digits_npz: Path) -> None:
-    m = package(INT8_DIGITS, digits_npz, Options(name="d8", signatures=["serving_default"])).manifest
+    m = package(INT8_DIGITS, digits_npz, Options(name="d8", signatures=["serving_default"], quantize="none")).manifest
     assert m["quantization"]["all_signatures_int8"] is True and list(m["signatures"]) == ["serving_default"]
     assert list(m["baseline"]["outputs"]) == ["serving_default"]
 
