@@ -12,7 +12,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import tensorflow as tf
 
-from liteserve_dev.packaging import PackagingError
+from liteserve_dev.packaging import PackagingError, checks
 
 QUANTIZE = ("int8", "float16", "dynamic", "none")
 Feeds = Callable[[], Iterator[tuple[str, dict[str, np.ndarray]]]]
@@ -101,7 +101,17 @@ def convert(saved_model: Path, keys: list[str], quantize: str, feeds: Feeds | No
     elif quantize == "dynamic":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
     try:
-        return bytes(conv.convert())
-    except Exception as e:
+        content = bytes(conv.convert())
+    except Exception as e:  # the converter raises ConverterError and friends with its log text
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "Invalid signature_key" in first and quantize != "none":  # calibration fed a signature it dropped
+            convert(saved_model, keys, "none")  # raises the clear error below
         raise PackagingError(f"TF Lite conversion ({quantize}) failed: {first}") from None
+    kept = set(checks.interpreter(content).get_signature_list())
+    dropped = sorted(set(keys) - kept)
+    if dropped:
+        raise PackagingError(
+            f"the TF Lite converter dropped signature(s) {dropped} of this SavedModel (it kept {sorted(kept)}): "
+            "keep the others with --signatures, or export every signature with keras.export.ExportArchive"
+        )
+    return content

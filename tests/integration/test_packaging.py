@@ -161,6 +161,25 @@ def test_scalar_input_float_model_through_make(made: Path, tmp_path: Path) -> No
     assert y.shape == (2,) and np.isfinite(y).all()
 
 
+def test_every_signature_is_calibrated_and_int8_and_signatures_can_be_left_out(made: Path, tmp_path: Path) -> None:
+    src = made / "two_signatures"
+    base = (src / "saved_model", "--data", src / "data.npz", "--max-rel-error", "0.2")
+    s = summary(package(*base, "--name", "both", "--out", tmp_path))
+    m = manifest(tmp_path / "both")
+    assert s["all_signatures_int8"] and sorted(m["signatures"]) == ["hidden", "serving_default"]
+    assert m["task"] == {**m["task"], "kind": "regression", "signature": "serving_default", "score": "score"}
+    assert m["fidelity"]["outputs"]["hidden"]["h"] <= 0.1  # the other signature's output, checked too
+    assert m["baseline"]["outputs"]["hidden"]["h"]["kind"] == "columns"
+    summary(package(*base, "--name", "one", "--signatures", "serving_default", "--out", tmp_path))
+    assert list(manifest(tmp_path / "one")["signatures"]) == ["serving_default"]
+    served = ModelRepository(tmp_path).get("both").predict("hidden", {"x": np.ones((2, 4), np.float32)})
+    assert served["h"].shape == (2, 8)
+    # The converter keeps one signature of this tf.Module: refused with the reason, not served half-converted.
+    line = error_line(package(src / "module", "--data", src / "data.npz", "--name", "mod", "--out", tmp_path))
+    assert "the TF Lite converter dropped signature(s) ['hidden'] of this SavedModel" in line
+    assert not (tmp_path / "mod").exists()
+
+
 def test_an_existing_float_tflite_is_packaged_as_supplied(made: Path, tmp_path: Path) -> None:
     src = made / "float_tflite"
     s = summary(package(src / "model.tflite", "--data", src / "data.npz", "--name", "fl", "--out", tmp_path))
