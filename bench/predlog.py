@@ -40,17 +40,15 @@ def paired(app, event: dict, iterations: int) -> dict[str, float]:
 
 def log_call(app, event: dict, iterations: int = 5000) -> float:
     """p50 of the log call alone (compose + write), microseconds."""
-    from liteserve.http import Request, response
+    from liteserve.http import serve
     from liteserve.predlog import PredictionLog
 
-    request = Request.from_event(event)
-    result = app.service.handle(request)
-    body = response(result.status, result.document)["body"]
+    exchange = serve(event, app.service.handle)
     app.prediction_log = PredictionLog(sample_rate=1.0)
     times = []
     for _ in range(iterations):
         started = time.perf_counter()
-        app.log_prediction(event, request, result.served, body)
+        app.log_prediction(event, exchange)
         times.append(time.perf_counter() - started)
     return round(float(np.percentile(times, 50)) * 1e6, 2)
 

@@ -546,6 +546,25 @@ def cmd_reset(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """Print the CloudWatch metrics (EMF) the functions published, aggregated per metric and dimensions."""
+    from localcloud.metrics import from_logs
+
+    series = from_logs(_paths(args)["logs"], args.function)
+    if args.json:
+        print(json.dumps([s.as_dict() for s in series], indent=1))
+        return 0
+    if not series:
+        print("no metrics received yet")
+        return 0
+    print(f"{'metric':28s} {'dimensions':44s} {'count':>7} {'average':>12} {'min':>12} {'max':>12}")
+    for s in series:
+        d = s.as_dict()
+        dims = ",".join(f"{k}={v}" for k, v in s.dimensions.items())
+        print(f"{s.name:28s} {dims:44s} {d['count']:>7} {d['average']:>12.4g} {d['min']:>12.4g} {d['max']:>12.4g}")
+    return 0
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     """Print (and with -f follow) the daemon's and the functions' logs."""
     logs = _paths(args)["logs"]
@@ -635,6 +654,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("down", cmd_down, "stop the local cloud and everything it started")
     p.add_argument("--timeout", type=float, default=20, help="seconds before killing (%(default)s)")
     p = verb("status", cmd_status, "processes, containers, queue and DLQ depths, schedules")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = verb("metrics", cmd_metrics, "the CloudWatch metrics (EMF) the functions published, per metric and dimensions")
+    p.add_argument("--function", help="one function's (logical id), e.g. PredictFunction")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p = verb("invoke", cmd_invoke, "invoke FUNCTION (template logical id) once; its JSON result goes to stdout")
     p.add_argument("function", help="logical id, e.g. PredictFunction")

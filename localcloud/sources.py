@@ -170,6 +170,7 @@ class ScheduleSpec:
     enabled: bool
     v2: bool
     next_at: datetime | None = None
+    target: dict[str, Any] | None = None  # a rule's target: its InputPath / InputTransformer apply to the event
 
     def event(self, region: str, when: datetime | None = None) -> Any:
         """The payload the target receives."""
@@ -178,7 +179,7 @@ class ScheduleSpec:
         if self.v2:
             return {}  # EventBridge Scheduler sends no event envelope; with no Input the payload is empty.
         when = when or utcnow()
-        return {
+        event = {
             "version": "0",
             "id": str(uuid.uuid4()),
             "detail-type": "Scheduled Event",
@@ -189,6 +190,7 @@ class ScheduleSpec:
             "resources": [f"arn:aws:events:{region}:{ACCOUNT_ID}:rule/{self.rule_name}"],
             "detail": {},
         }
+        return target_input(event, self.target) if self.target else event
 
 
 class Sources:
@@ -284,6 +286,7 @@ class Sources:
                             target.get("Input"),
                             state == "ENABLED",
                             False,
+                            target=target,
                         )
                     )
                 if "EventPattern" in p:

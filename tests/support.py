@@ -137,3 +137,20 @@ def create_labels_table(ddb: Any, name: str) -> None:
             }
         ],
     )
+
+
+def import_handler(folder: str, env: dict[str, str]) -> Any:
+    """Import functions/<folder>/app.py under a module name of its own (every handler module is called `app`), with
+    the shared package on sys.path and `env` set first, as Lambda would have it."""
+    import importlib.util
+
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    shared = str(ROOT / "layers" / "shared" / "python")
+    if shared not in sys.path:
+        sys.path.insert(0, shared)
+    spec = importlib.util.spec_from_file_location(f"handler_{folder}", ROOT / "functions" / folder / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

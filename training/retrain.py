@@ -88,14 +88,17 @@ class Request:
         model, window = doc.get("model"), doc.get("window")
         if not isinstance(model, str) or not model:
             raise RequestError("RETRAIN_REQUEST has no 'model'")
-        if not isinstance(window, dict) or not window.get("id") or not isinstance(window.get("end"), int | float):
-            raise RequestError("RETRAIN_REQUEST needs 'window' with 'id' and a numeric 'end' (epoch seconds)")
+        end = window.get("end") if isinstance(window, dict) else None
+        if isinstance(end, str):  # a scheduled retraining passes the schedule's fire time (ISO-8601)
+            end = parse_time(end)
+        if not isinstance(window, dict) or not window.get("id") or not isinstance(end, int | float):
+            raise RequestError("RETRAIN_REQUEST needs 'window' with 'id' and an 'end' (epoch seconds or ISO-8601)")
         version = doc.get("version")
         return cls(
             model=model,
             parent=str(version) if version is not None else None,
             window_id=str(window["id"]),
-            window_end=float(window["end"]),
+            window_end=float(end),
             report=doc.get("report"),
             detail=doc,
         )

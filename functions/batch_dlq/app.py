@@ -9,6 +9,7 @@ import orjson
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from liteserve.batch.jobs import BatchConfig, Pipeline
+from liteserve.events import SQS, expects
 from liteserve.observability import logger
 
 pipeline = Pipeline(BatchConfig.from_env())
@@ -33,6 +34,7 @@ def record_handler(record: SQSRecord) -> None:
     pipeline.shard_dead(message)
 
 
+@expects(SQS)
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """SQS (dead-letter queue) event -> {"batchItemFailures": [...]}."""

@@ -7,12 +7,19 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
 from liteserve.batch.jobs import BatchConfig, Pipeline
+from liteserve.batch.storage import ObjectStore
+from liteserve.events import S3, expects
 from liteserve.observability import logger
+from liteserve.promotion.live import LiveModels
+from liteserve.promotion.registry import Registry
 from liteserve.runtime import default_repository
 
-pipeline = Pipeline(BatchConfig.from_env(), default_repository())
+config = BatchConfig.from_env()
+# The live version (the registry's routing record after a promotion), else the model layer's.
+pipeline = Pipeline(config, LiveModels(default_repository(), Registry(ObjectStore(config.bucket))))
 
 
+@expects(S3)
 @logger.inject_lambda_context
 @event_source(data_class=S3Event)
 def lambda_handler(event: S3Event, context: Any) -> dict[str, Any]:

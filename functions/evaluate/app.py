@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from liteserve.evaluation.evaluate import EvaluationConfig, Evaluator
+from liteserve.events import SCHEDULE, expects
 from liteserve.observability import logger
 from liteserve.promotion.service import Promoter, PromotionConfig
 
@@ -16,6 +17,7 @@ promoter = Promoter(PromotionConfig.from_env()) if os.environ.get("LITESERVE_PRE
 evaluator = Evaluator(EvaluationConfig.from_env(), promoter=promoter)
 
 
+@expects(SCHEDULE)
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """A `Scheduled Event` (its `time` is the fire time; a manual `{"time": ISO}` re-runs a window)."""

@@ -6,11 +6,12 @@ import os
 from typing import Any
 from urllib.parse import unquote_plus
 
+from aws_lambda_powertools.metrics import MetricUnit
 from liteserve.batch.storage import ObjectStore
-from liteserve.errors import LiteserveError, MethodNotAllowed, NotFound
 from liteserve.evaluation.labels import LabelStore, ingest_object, last_wins, parse_post
-from liteserve.http import Request, error_response, response
-from liteserve.observability import logger
+from liteserve.events import HTTP, S3, expects, kind
+from liteserve.http import Request, Result, Router, serve
+from liteserve.observability import emit, logger
 
 labels = LabelStore(os.environ["LITESERVE_LABELS_TABLE"])
 objects = ObjectStore(os.environ["LITESERVE_BUCKET"])
@@ -18,30 +19,40 @@ MAX_BODY = int(os.environ.get("LITESERVE_MAX_BODY_BYTES", 6 * 1024 * 1024))
 MAX_FILE_BYTES = int(os.environ.get("LITESERVE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3))  # as for batch files
 
 
+def post_labels(request: Request) -> Result:
+    """`POST /v1/labels`: all or nothing, the last label of a key in the request wins."""
+    doc, _ = request.json(MAX_BODY)
+    items = parse_post(doc)
+    unique, replaced = last_wins(items)
+    stored = labels.put_many(unique, source="api")
+    logger.info("labels posted", extra={"received": len(items), "stored": stored})
+    emit({"LabelsStored": (stored, MetricUnit.Count)}, source="api")
+    return Result(200, {"received": len(items), "stored": stored, "replaced_in_request": replaced})
+
+
+router = Router([("POST", r"/v1/labels", post_labels)])
+
+
+@expects(S3, HTTP)
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     """S3 notification -> per-file summaries; HTTP API payload v2.0 event -> Lambda proxy response."""
-    if "Records" in event:
-        summaries = [
-            ingest_object(
-                labels, objects, r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"]), MAX_FILE_BYTES
-            )
-            for r in event["Records"]
-        ]
-        for summary in summaries:
-            logger.info("label file", extra=summary)
-        return {"files": summaries}
-    try:
-        request = Request.from_event(event)
-        if request.path.rstrip("/") != "/v1/labels":
-            raise NotFound(f"no route for {request.method} {request.path}")
-        if request.method != "POST":
-            raise MethodNotAllowed(f"{request.method} /v1/labels is not allowed; use POST")
-        doc, _ = request.json(MAX_BODY)
-        items = parse_post(doc)
-        unique, replaced = last_wins(items)
-        stored = labels.put_many(unique, source="api")
-    except LiteserveError as error:
-        return error_response(error)
-    logger.info("labels posted", extra={"received": len(items), "stored": stored})
-    return response(200, {"received": len(items), "stored": stored, "replaced_in_request": replaced})
+    if kind(event) == HTTP:
+        return serve(event, router.dispatch).response
+    summaries = [
+        ingest_object(
+            labels, objects, r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"]), MAX_FILE_BYTES
+        )
+        for r in event["Records"]
+    ]
+    for summary in summaries:
+        logger.info("label file", extra=summary)
+        emit(
+            {
+                "LabelsStored": (summary["stored"], MetricUnit.Count),
+                "LabelsBadRows": (summary["bad"], MetricUnit.Count),
+                "LabelFilesRefused": ("refused" in summary, MetricUnit.Count),
+            },
+            source="file",
+        )
+    return {"files": summaries}

@@ -96,15 +96,17 @@ def objects(lc: LocalCloud, bucket_lid: str, prefix: str) -> dict[str, Any]:
 
 
 class Events:
-    """RetrainRequested events, caught by a rule on the default bus that targets an SQS queue."""
+    """Evaluation events of one type (RetrainRequested by default), caught by a rule on the default bus that
+    targets an SQS queue."""
 
-    def __init__(self, cloud: LocalCloud) -> None:
+    def __init__(self, cloud: LocalCloud, detail_type: str = "RetrainRequested") -> None:
         self.sqs, events = cloud.client("sqs"), cloud.client("events")
-        self.url = self.sqs.create_queue(QueueName="test-retrain-requests")["QueueUrl"]
+        name = f"test-{detail_type.lower()}"
+        self.url = self.sqs.create_queue(QueueName=name)["QueueUrl"]
         arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        pattern = {"source": ["liteserve.evaluation"], "detail-type": ["RetrainRequested"]}
-        events.put_rule(Name="test-retrain-requests", EventPattern=json.dumps(pattern))
-        events.put_targets(Rule="test-retrain-requests", Targets=[{"Id": "q", "Arn": arn}])
+        pattern = {"source": ["liteserve.evaluation"], "detail-type": [detail_type]}
+        events.put_rule(Name=name, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, Targets=[{"Id": "q", "Arn": arn}])
 
     def drain(self) -> list[dict]:
         got = []

@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from localcloud import LocalCloud
+from localcloud.metrics import from_logs
 from tests.integration.conftest import post, project_cloud, wait_for
 from tests.integration.test_batch import drop, get, keyed_file, results
 from tests.integration.test_batch_faults import bomb, job_item, log_size, max_memory_mb, shards_done
@@ -28,6 +29,7 @@ PARAMETERS = {
     "ShardMaxReceiveCount": "6",  # the tests peek at shard messages, which adds receives of their own
     "MaxDecompressedBytes": str(CAP),
     "WorkerMaxConcurrency": "2",
+    "CacheTtlSeconds": "3600",  # not the default: the entries must carry this one
 }
 
 
@@ -111,6 +113,14 @@ def test_forced_redrop_mid_run_with_another_signature(cloud):
     assert manifest["shards"]["done"] == manifest["shards"]["total"] == len(manifest["output"]["parts"])
     assert not [k for k in every_key(cloud, "results/forced.jsonl/") if "/run-000001/" in k]
     assert results(cloud, "forced.jsonl")[0] == parts  # the stragglers changed nothing
+    # every shard a worker counted published its batch metrics under the model and version (issue 12)
+    worker = from_logs(cloud.pools["BatchWorkerFunction"].log_path.parent, "BatchWorkerFunction")
+    rows = [
+        s
+        for s in worker
+        if s.name == "BatchRowsPredicted" and {("model", "digits"), ("version", "1")} <= set(s.dimensions.items())
+    ]
+    assert rows and rows[0].as_dict()["sum"] >= len(valid)  # both runs' counted shards
 
 
 def test_redrop_of_the_same_bytes_without_force_mid_run_changes_nothing(cloud):
@@ -188,7 +198,7 @@ def test_over_long_lines_and_long_cache_keys_are_row_errors(cloud):
     assert sorted(p["key"] for p in parts) == sorted(valid)
     assert errors == [
         {"line": 101, "error": "line 101 is longer than 1048576 bytes (the line limit): not a row"},
-        {"line": 202, "error": "key is 3000 bytes; the results cache takes keys of at most 2048 bytes"},
+        {"line": 202, "error": "key takes 3002 bytes as JSON; the results cache keeps keys of at most 2041 here"},
     ]
     with pytest.raises(urllib.error.HTTPError) as err:
         get(cloud, "/v1/predictions/" + "k" * 3000)
@@ -220,3 +230,37 @@ def test_label_bomb_bad_gzip_and_long_keys(cloud):
     status, body = post(cloud, "/v1/labels", [{"key": "k" * 100_000, "label": 1}])
     assert status == 400
     assert "'key' is 100000 bytes (UTF-8); at most 2048 are stored" in body["error"]
+
+
+def test_cache_by_model_and_typed_key_with_the_templates_ttl(cloud):
+    """Two jobs on different models keep both answers for the same keys; `1` and `"1"` stay apart; an entry lives
+    CacheTtlSeconds; after a promotion the entry says it was written by an older version."""
+    x = [0.3] * 64
+    body = b"\n".join(orjson.dumps({"key": k, "x": x}) for k in ("shared", "1", 1)) + b"\n"
+    drop(cloud, "incoming/cache-a.jsonl", body, cache="true")
+    drop(cloud, "incoming/cache-b.jsonl", body, cache="true", model="digits-edge")
+    published(cloud, "cache-a.jsonl", 1)
+    published(cloud, "cache-b.jsonl", 1)
+    a = json.loads(get(cloud, "/v1/predictions/shared").read())  # the default model
+    b = json.loads(get(cloud, "/v1/predictions/shared?model=digits-edge").read())
+    assert (a["model"], a["job_id"], b["model"], b["job_id"]) == (
+        "digits",
+        "cache-a.jsonl",
+        "digits-edge",
+        "cache-b.jsonl",
+    )
+    assert "live_version" not in a  # no promotion yet: nothing to compare with
+    assert json.loads(get(cloud, "/v1/predictions/1").read())["key"] == "1"
+    assert json.loads(get(cloud, "/v1/predictions/1?type=integer").read())["key"] == 1
+    with pytest.raises(urllib.error.HTTPError) as err:
+        get(cloud, "/v1/predictions/shared?model=nope")
+    assert err.value.code == 404
+    ttl = 3600
+    item = cloud.client("dynamodb").get_item(TableName=cloud.name("CacheTable"), Key={"key": {"S": 'digits#"shared"'}})
+    assert int(item["Item"]["expires_at"]["N"]) == a["expires_at"]
+    assert time.time() + ttl - 300 < a["expires_at"] <= time.time() + ttl
+    live = {"primary": {"model_version": "2", "function_version": "2"}, "canary": None}
+    s3 = cloud.client("s3")
+    s3.put_object(Bucket=cloud.name("DataBucket"), Key="models/digits/live.json", Body=json.dumps(live).encode())
+    after = json.loads(get(cloud, "/v1/predictions/shared").read())
+    assert (after["model_version"], after["live_version"], after["stale"]) == ("1", "2", True)

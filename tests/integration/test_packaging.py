@@ -89,7 +89,7 @@ def test_the_packaged_model_is_served_within_the_reported_fidelity(made: Path, t
     service = PredictService(ModelRepository(out), ServingConfig(max_instances=100))
 
     def post(path: str, body: dict) -> dict:
-        result = service.handle(Request.from_event(http_event("POST", path, body)))
+        result = service.dispatch(Request.from_event(http_event("POST", path, body)))
         assert result.status == 200, result.document
         return result.document
 

@@ -14,13 +14,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from liteserve.evaluation.scenario import corrupt
 from liteserve.promotion.decide import PromotionPolicy
 from liteserve.promotion.service import Promoter, PromotionConfig
 
 from localcloud import LocalCloud
+from localcloud.metrics import from_logs
 from tests.integration.conftest import Events, post, project_cloud, wait_for
+from tests.integration.test_batch import drop, finished, results
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -173,6 +176,11 @@ def test_drift_retrains_once_and_the_candidate_goes_live_through_a_canary(cloud,
     # The canary serves about half of the traffic; the next evaluation promotes it.
     served = traffic(cloud, data["train"], "canary", 600, SEVERITY, seed=3)
     assert set(served) == {"1", "2"} and min(served.values()) >= 100, served  # 30 requests at weight 0.5
+    # The canary and its primary are told apart in the metrics (EMF, dimension `version`), as `localcloud metrics`
+    # shows them (issue 12).
+    emitted = from_logs(cloud.pools["PredictFunction"].log_path.parent, "PredictFunction")
+    per_version = {(s.name, s.dimensions.get("version")) for s in emitted if s.dimensions.get("model") == "digits"}
+    assert {("Latency", "1"), ("Latency", "2"), ("Confidence", "1"), ("Confidence", "2")} <= per_version
     review = evaluate(cloud)
     assert review["canary"]["verdict"]["action"] == "promote", review["canary"]
     assert review["trigger"] != "claimed"  # no second retraining while the canary was judged
@@ -189,6 +197,37 @@ def test_drift_retrains_once_and_the_candidate_goes_live_through_a_canary(cloud,
     assert recovered >= 0.95 * pre_drift, (pre_drift, drifted_v1, recovered)
     assert after["trigger"] in (None, "cooldown", "duplicate")
     assert len(builds(cloud)) == 1  # exactly one retraining
+
+    # Batch now runs version 2 too: the same held-out rows give exactly the online answers (issue 12).
+    x_test, _ = data["test"]
+    rows = x_test[:200].astype(np.float32)
+    keys = [f"same-{i:03d}" for i in range(len(rows))]
+    online = {}
+    for start in range(0, len(keys), 50):
+        instances = [
+            {"key": k, "x": r} for k, r in zip(keys[start : start + 50], rows[start : start + 50], strict=True)
+        ]
+        status, doc = post(cloud, "/v1/models/digits:predict", {"instances": instances})
+        assert status == 200, doc
+        online.update({p["key"]: p for p in doc["predictions"]})
+    body = b"".join(
+        orjson.dumps({"key": k, "x": r}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        for k, r in zip(keys, rows, strict=True)
+    )
+    drop(cloud, "incoming/after-promotion.jsonl", body)
+    manifest = finished(cloud, "after-promotion.jsonl")
+    assert manifest["state"] == "SUCCEEDED" and manifest["model_version"] == "2", manifest
+    parts, _ = results(cloud, "after-promotion.jsonl")
+    assert {p["model_version"] for p in parts} == {"2"}
+    assert {p["key"]: p["class_id"] for p in parts} == {k: online[k]["class_id"] for k in keys}
+    assert (
+        max(
+            abs(a - b)
+            for p in parts
+            for a, b in zip(p["probabilities"], online[p["key"]]["probabilities"], strict=True)
+        )
+        == 0.0
+    )
 
 
 def register_copy_of_v1(cloud: LocalCloud, version: str) -> None:

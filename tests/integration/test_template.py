@@ -322,3 +322,30 @@ def test_costly_runaways_are_capped() -> None:
         if e["Type"] == "SQS"
     }
     assert sqs and all(int(p["ScalingConfig"]["MaximumConcurrency"]) >= 2 for p in sqs.values()), sqs
+
+
+ALARMS = {
+    "Api5xxRateAlarm": "AWS/ApiGateway",
+    "ApiLatencyP99Alarm": "AWS/ApiGateway",
+    "ShardDeadLetterAlarm": "AWS/SQS",
+    "EvaluationSignalAlarm": "AWS/Events",
+    "EvaluationFailureAlarm": "AWS/Lambda",
+}
+
+
+@pytest.mark.parametrize("topic", ["", "arn:aws:sns:us-east-1:123456789012:oncall"])
+def test_alarms_watch_the_stacks_own_resources_and_notify_the_topic_if_any(topic: str) -> None:
+    """Issue 12: 5xx rate, p99 latency, shard DLQ depth, drift / retrain events, evaluation failures."""
+    root = Path(__file__).resolve().parents[2]
+    t = Template.load(root / "template.yaml", stack_name="st", parameters={"AlarmTopicArn": topic})
+    for lid, namespace in ALARMS.items():
+        props = t.resolve(t.props(lid))
+        metrics = [m["MetricStat"]["Metric"] for m in props.get("Metrics", []) if "MetricStat" in m]
+        stats = metrics or [props]
+        assert {m["Namespace"] for m in stats} == {namespace}, lid
+        dimensions = [d["Value"] for m in stats for d in m["Dimensions"]]
+        assert all(isinstance(v, str) and v for v in dimensions), (lid, dimensions)
+        assert props.get("AlarmActions", []) == ([topic] if topic else []), lid
+    assert t.resolve(t.props("EvaluationFailureAlarm"))["Dimensions"][0]["Value"] == t.name("EvaluateFunction")
+    pattern = t.props("EvaluationSignalRule")["EventPattern"]
+    assert pattern["detail-type"] == ["DriftDetected", "RetrainRequested"]

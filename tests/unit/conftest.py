@@ -1,8 +1,14 @@
+import os
+
+from tests.support import MODEL_ROOT, predict_env
+
+# Powertools reads its service name and metrics namespace when liteserve.observability is first imported, by whichever
+# test gets there first: set the predict function's environment before any of them.
+os.environ.update({k: v for k, v in predict_env().items() if k not in os.environ})
+
 import pytest
 from liteserve.runtime import ModelRepository
 from liteserve.service import PredictService, ServingConfig
-
-from tests.support import MODEL_ROOT
 
 
 @pytest.fixture(scope="session")

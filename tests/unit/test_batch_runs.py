@@ -4,6 +4,8 @@ The same scenarios run through the real event sources in tests/integration/test_
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import orjson
 import pytest
@@ -188,9 +190,9 @@ def test_an_over_long_line_is_one_bad_line_wherever_it_falls(pipeline):
 
 def test_a_cache_key_over_the_store_limit_is_a_row_error_not_a_stuck_shard(pipeline):
     lines, valid, _ = make_rows(40)
-    long_key = "k" * 2049
+    long_key = "k" * 2049  # with the quotes and "digits#" 2058 bytes: over DynamoDB's 2048
     lines.insert(5, orjson.dumps({"key": long_key, "x": [0.1] * 64}))
-    lines.insert(9, orjson.dumps({"key": "é" * 1025, "x": [0.1] * 64}))  # 2050 bytes in 1025 characters
+    lines.insert(9, orjson.dumps({"key": "é" * 1025, "x": [0.1] * 64}))  # 2050 bytes (+ quotes) in 1025 characters
     put("incoming/keys.jsonl", body(lines), cache="true")
     pipeline.split("incoming/keys.jsonl")
     for m in drain(pipeline):
@@ -200,10 +202,10 @@ def test_a_cache_key_over_the_store_limit_is_a_row_error_not_a_stuck_shard(pipel
     parts, errors = outputs("keys.jsonl")
     assert keys_of(parts) == sorted(valid)
     assert [(e["line"], e["error"]) for e in errors] == [
-        (6, "key is 2049 bytes; the results cache takes keys of at most 2048 bytes"),
-        (10, "key is 2050 bytes; the results cache takes keys of at most 2048 bytes"),
+        (6, "key takes 2051 bytes as JSON; the results cache keeps keys of at most 2041 here"),
+        (10, "key takes 2052 bytes as JSON; the results cache keeps keys of at most 2041 here"),
     ]
-    assert pipeline.cache.get(next(iter(valid)))["job_id"] == "keys.jsonl"
+    assert pipeline.cache.get("digits", next(iter(valid)))["job_id"] == "keys.jsonl"
 
 
 def test_a_forced_run_then_the_same_drop_without_force_is_not_rerun(pipeline):
@@ -234,3 +236,22 @@ def test_a_marker_written_while_a_newer_run_began_is_taken_back(pipeline, monkey
         pipeline.run_shard(m)
     assert manifest("m.jsonl")["run"] == 2
     assert keys_of(outputs("m.jsonl")[0]) == sorted(valid)
+
+
+def test_the_cache_keeps_each_models_answer_and_the_keys_json_type(pipeline):
+    """Two jobs on different models (digits, digits-edge) cache the same keys; 1 and "1" are different keys."""
+    x = [0.2] * 64
+    rows = [orjson.dumps({"key": k, "x": x}) for k in ("1", 1, "a")]
+    put("incoming/c1.jsonl", body(rows), cache="true")
+    put("incoming/c2.jsonl", body(rows), cache="true", model="digits-edge")
+    for key in ("incoming/c1.jsonl", "incoming/c2.jsonl"):
+        pipeline.split(key)
+        for m in drain(pipeline):
+            pipeline.run_shard(m)
+    a, b = pipeline.cache.get("digits", "a"), pipeline.cache.get("digits-edge", "a")
+    assert (a["model"], a["job_id"], b["model"], b["job_id"]) == ("digits", "c1.jsonl", "digits-edge", "c2.jsonl")
+    assert pipeline.cache.get("digits", 1)["key"] == 1 and pipeline.cache.get("digits", "1")["key"] == "1"
+    assert pipeline.cache.get("digits", 2) is None
+    ttl = pipeline.config.cache_ttl_seconds
+    item = boto3.resource("dynamodb").Table(CACHE).get_item(Key={"key": 'digits#"1"'})["Item"]
+    assert time.time() + ttl - 60 < int(item["expires_at"]) <= time.time() + ttl  # the configured TTL

@@ -69,12 +69,12 @@ def test_every_documented_operation_has_a_route_and_every_route_is_documented(mo
                 continue  # other functions: checked against the template below
             hits = [
                 i
-                for i, (m, pattern, _) in enumerate(service._routes)
+                for i, (m, pattern, _) in enumerate(service.routes)
                 if m == method.upper() and pattern.fullmatch(concrete)
             ]
             assert hits, f"{method.upper()} {path} is documented but PredictService has no route for it"
             used.add(hits[0])
-    assert used == set(range(len(service._routes))), "a PredictService route is missing from the document"
+    assert used == set(range(len(service.routes))), "a PredictService route is missing from the document"
 
 
 def test_unknown_paths_are_not_documented_and_the_service_refuses_them(models):

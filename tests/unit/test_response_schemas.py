@@ -103,7 +103,9 @@ def test_cached_prediction(models):
     model = models.get("digits")
     outputs = model.predict("serving_default", {"x": tfserving.to_batch(ROWS, model.signature(None).inputs["x"])})
     (prediction,) = tfserving.instance_objects({k: v[:1] for k, v in outputs.items()})
-    check({"key": "a", "job_id": "j1", **prediction}, schemas.CACHED_PREDICTION)
+    entry = {**prediction, "key": "a", "model": "digits", "model_version": "1", "job_id": "j1", "run": 1}
+    check({**entry, "expires_at": 1, "live_version": "2", "stale": True}, schemas.CACHED_PREDICTION)
+    check({**entry, "key": 7}, schemas.CACHED_PREDICTION)  # keys keep their JSON type
 
 
 def test_batch_manifest_lists_the_runs_objects():
@@ -118,3 +120,31 @@ def test_batch_manifest_lists_the_runs_objects():
         "errors": [],
         "ordered": "s3://bucket/results/a/b.jsonl/run-000003/ordered.jsonl",
     }
+
+
+def test_classify_and_regress_answers_match_examples_response(model: Model):
+    call = tfserving.decode_examples(
+        {"examples": [{"x": row} for row in ROWS]},
+        model,
+        "classify",
+        key_field="key",
+        max_instances=10,
+        labels=model.manifest.labels,
+    )
+    check(
+        tfserving.encode_classify(call, model.predict(call.signature.name, call.inputs), model.manifest.labels),
+        schemas.EXAMPLES_RESPONSE,
+    )
+    check({"results": [3.5, 4.0]}, schemas.EXAMPLES_RESPONSE)  # encode_regress's shape (no regression model here)
+    with pytest.raises(jsonschema.ValidationError):
+        check({"results": [[["5"]]]}, schemas.EXAMPLES_RESPONSE)  # a pair is [label, score]
+
+
+def test_binary_infer_answer_header_matches_infer_response(model: Model):
+    doc = {
+        "inputs": [{"name": "x", "shape": [2, 64], "datatype": "FP32", "data": ROWS}],
+        "parameters": {"binary_data_output": True},
+    }
+    call = v2.decode_infer(doc, model, key_field="key", max_instances=10)
+    body, length = v2.encode_binary(call, model, model.predict(call.signature.name, call.inputs))
+    check(orjson.loads(body[:length]), schemas.INFER_RESPONSE)

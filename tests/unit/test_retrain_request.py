@@ -74,12 +74,21 @@ def test_manual_run_without_a_request() -> None:
     assert request.report is None
 
 
+def test_a_scheduled_request_ends_its_window_at_the_fire_time() -> None:
+    """What the template's ScheduledRetrainRule sends: no version, the window end as the schedule's ISO time."""
+    scheduled = {"model": "digits", "window": {"id": "scheduled-2026-12-01T06:00:00Z", "end": "2026-12-01T06:00:00Z"}}
+    request, _ = resolve(args(), {**ENV, "RETRAIN_REQUEST": json.dumps(scheduled)})
+    assert (request.parent, request.window_id) == (None, "scheduled-2026-12-01T06:00:00Z")
+    assert request.window_end == parse_time("2026-12-01T06:00:00Z")
+
+
 @pytest.mark.parametrize(
     ("env", "kw", "message"),
     [
         ({**ENV, "RETRAIN_REQUEST": "{not json"}, {}, "not valid JSON"),
         ({**ENV, "RETRAIN_REQUEST": "[1]"}, {}, "JSON object"),
         ({**ENV, "RETRAIN_REQUEST": json.dumps({"model": "digits"})}, {}, "'window'"),
+        ({**ENV, "RETRAIN_REQUEST": json.dumps({**DETAIL, "window": {"id": "w", "end": "soon"}})}, {}, "not a time"),
         ({**ENV, "RETRAIN_REQUEST": json.dumps({**DETAIL, "model": "resnet"})}, {}, "no training spec"),
         (ENV, {}, "nothing to retrain"),
         ({"RETRAIN_REQUEST": json.dumps(DETAIL)}, {}, "LITESERVE_BUCKET"),

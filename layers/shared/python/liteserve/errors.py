@@ -27,10 +27,14 @@ class NotFound(LiteserveError):
 
 
 class MethodNotAllowed(LiteserveError):
-    """Known path, wrong HTTP method (405)."""
+    """Known path, wrong HTTP method (405); `allow` lists the methods the path takes (the `Allow` header)."""
 
     status = 405
     kind = "method_not_allowed"
+
+    def __init__(self, message: str, allow: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.allow = allow or []
 
 
 class PayloadTooLarge(LiteserveError):
@@ -41,7 +45,7 @@ class PayloadTooLarge(LiteserveError):
 
 
 class UnsupportedMediaType(LiteserveError):
-    """Body is not JSON (415)."""
+    """Body is not JSON, or is compressed in an encoding the server does not read (415)."""
 
     status = 415
     kind = "unsupported_media_type"
@@ -52,3 +56,10 @@ class ModelUnavailable(LiteserveError):
 
     status = 503
     kind = "model_unavailable"
+
+
+class InternalError(LiteserveError):
+    """A bug, never the client's fault (500): the trace goes to the log, the client gets only this message."""
+
+    status = 500
+    kind = "internal"

@@ -91,12 +91,45 @@ def set_request_id(event: dict[str, Any]) -> None:
     logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
 
 
-def record_success(model: str | None, instances: int, seconds: float) -> None:
-    """Latency (its SampleCount is the request count) and, for inferences, instances per model."""
+def record_success(
+    model: str | None,
+    instances: int,
+    seconds: float,
+    version: str | None = None,
+    confidence: float | None = None,
+) -> None:
+    """Latency (its SampleCount is the request count) and, for inferences, instances and the mean top-1 confidence
+    per model and version (so a canary can be compared with its primary)."""
     if model:
         metrics.add_dimension(name="model", value=model)
+        if version is not None:
+            metrics.add_dimension(name="version", value=version)
         metrics.add_metric(name="Instances", unit=MetricUnit.Count, value=instances)
+        if confidence is not None:
+            metrics.add_metric(name="Confidence", unit=MetricUnit.NoUnit, value=confidence)
     metrics.add_metric(name="Latency", unit=MetricUnit.Milliseconds, value=seconds * 1000.0)
+
+
+def top1_confidence(outputs: dict[str, Any]) -> float | None:
+    """Mean highest class probability of a classifying answer (None for other outputs, e.g. an embedding)."""
+    probabilities = outputs.get("probabilities")
+    if probabilities is None or getattr(probabilities, "ndim", 0) != 2 or not len(probabilities):
+        return None
+    return float(probabilities.max(axis=1).mean())
+
+
+def emit(values: dict[str, tuple[float, MetricUnit]], **dimensions: str) -> None:
+    """One EMF document with these metrics under these dimensions, printed now (batch shards, label files,
+    evaluations: one document per unit of work, apart from the request metrics above)."""
+    provider = OrjsonEMFProvider(
+        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Liteserve"),
+        service=os.environ.get("POWERTOOLS_SERVICE_NAME", "liteserve"),
+    )
+    for name, value in dimensions.items():
+        provider.add_dimension(name=name, value=value)
+    for name, (value, unit) in values.items():
+        provider.add_metric(name=name, unit=unit, value=float(value))
+    provider.flush_metrics()
 
 
 def record_error(error: LiteserveError) -> None:

@@ -28,6 +28,8 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
         "Error": s.ERROR,
         "PredictRequest": s.predict_request(max_instances),
         "PredictResponse": s.PREDICT_RESPONSE,
+        "ExamplesRequest": s.examples_request(max_instances),
+        "ExamplesResponse": s.EXAMPLES_RESPONSE,
         "ModelStatus": s.MODEL_STATUS,
         "ModelMetadataTF": s.MODEL_METADATA_TF,
         "Manifest": s.MANIFEST,
@@ -73,6 +75,15 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
         _json("PredictResponse"),
         "PredictRequest",
     )
+    for verb, what in (("classify", "label/score pairs per example"), ("regress", "one value per example")):
+        model_route(
+            f"/v1/models/{{name}}:{verb}",
+            "post",
+            f"tf{verb.title()}",
+            f"TF Serving {verb} over the JSON examples format: {what}",
+            _json("ExamplesResponse"),
+            "ExamplesRequest",
+        )
     model_route("/v1/models/{name}", "get", "tfModelStatus", "TF Serving model status", _json("ModelStatus"))
     model_route(
         "/v1/models/{name}/metadata", "get", "tfModelMetadata", "TF Serving signature defs", _json("ModelMetadataTF")
@@ -102,6 +113,8 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
         _json("InferResponse"),
         "InferRequest",
     )
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"):
+        _binary_tensor_data(paths[path]["post"])
     paths["/v1/labels"] = {
         "post": _operation(
             "postLabels",
@@ -118,9 +131,23 @@ def document(models: Iterable[Model], *, max_instances: int, key_field: str = "k
     paths["/v1/predictions/{key}"] = {
         "get": _operation(
             "cachedPrediction",
-            "A batch prediction by key (jobs run with cache=true); no live fallback",
+            "A batch prediction by model and key (jobs run with cache=true); no live fallback",
             _json("CachedPrediction"),
-            [{"name": "key", **text_param}],
+            [
+                {"name": "key", **text_param},
+                {
+                    "name": "model",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "default model if omitted",
+                },
+                {
+                    "name": "type",
+                    "in": "query",
+                    "schema": {"type": "string", "enum": ["string", "integer"]},
+                    "description": "the key's JSON type; omitted: the string, else the integer it spells",
+                },
+            ],
         )
     }
     paths["/openapi.json"] = {
@@ -181,6 +208,30 @@ def _operation(
     return op
 
 
+def _binary_tensor_data(op: dict[str, Any]) -> None:
+    """Document the binary tensor data extension on an infer operation (request and response)."""
+    op["parameters"] = [
+        *op.get("parameters", []),
+        {
+            "name": "Inference-Header-Content-Length",
+            "in": "header",
+            "required": False,
+            "description": "Binary tensor data extension: the length of the JSON document at the start of the body; "
+            "the rest is the binary data of the tensors with parameters.binary_data_size, in their order. "
+            "Sizes that do not add up are a 400 naming the tensor. The answer carries the same header when an "
+            "output is sent as binary data (parameters.binary_data, or binary_data_output for all).",
+            "schema": {"type": "integer", "minimum": 1},
+        },
+    ]
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    op["requestBody"]["description"] = (
+        "JSON (application/json), or JSON followed by binary tensor data (application/octet-stream, with "
+        "Inference-Header-Content-Length); Content-Encoding gzip or deflate is accepted."
+    )
+    op["requestBody"]["content"]["application/octet-stream"] = binary
+    op["responses"]["200"]["content"]["application/octet-stream"] = binary
+
+
 def _examples(model: Model, key_field: str) -> dict[str, dict[str, Any]]:
     """Valid request bodies for the default signature of `model` (zeros of each input's instance shape)."""
     sig = model.signature(None)
@@ -214,6 +265,9 @@ def _examples(model: Model, key_field: str) -> dict[str, dict[str, Any]]:
                 "summary": f"{model.name}, columnar format",
                 "value": {"inputs": {n: [r[n] for r in rows] for n in sig.inputs}},
             },
+        },
+        "ExamplesRequest": {
+            "examples": {"summary": f"{model.name}, two examples", "value": {"examples": rows}},
         },
         "InferRequest": {
             "nested": {"summary": f"{model.name}, nested data", "value": {"inputs": tensors}},

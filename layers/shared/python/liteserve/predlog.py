@@ -12,6 +12,11 @@ Bodies too large for one CloudWatch log event (256 KB) fall back to one line per
 
     {"liteserve":"prediction.instance","time":..,...,"key":..,"x":[..],"outputs":{..}}
 
+A request the API refused (a client mistake on an inference route) is one line too, so the evaluation can watch the
+rejection rate without labels:
+
+    {"liteserve":"prediction.rejected","time":..,"request_id":..,"model":..,"protocol":..,"status":400,"kind":..}
+
 `parse_line` turns either form back into per-key records (see `liteserve.evaluation.records`).
 """
 
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
 
 PREFIX = '{"liteserve":"prediction"'
 INSTANCE_KIND = "prediction.instance"
+REJECTED_KIND = "prediction.rejected"
 # A CloudWatch Logs event holds at most 256 KB; keep the inline form well under it with the envelope.
 DEFAULT_MAX_INLINE_BYTES = 200 * 1024
 
@@ -67,7 +73,7 @@ class PredictionLog:
         if self.sample_rate < 1.0 and self._rng() >= self.sample_rate:
             return 0
         write = self._write or sys.stdout.write
-        head = (
+        head = (  # inline, not _head(): this runs on every request
             f'{PREFIX},"time":{self._clock():.3f},"request_id":{_js(request_id)},"model":{_js(served.model.name)},'
             f'"version":{_js(served.model.version)},"signature":{_js(served.signature)},"protocol":"{protocol}"'
         )
@@ -81,6 +87,32 @@ class PredictionLog:
         lines = instance_lines(served, head.replace('"prediction"', f'"{INSTANCE_KIND}"', 1))
         write("".join(lines))
         return len(lines)
+
+    def rejected(self, model: str, protocol: str, status: int, kind: str, request_id: Any) -> int:
+        """Log one refused inference request (sampled like the predictions). Returns the number of lines written."""
+        if self.sample_rate < 1.0 and self._rng() >= self.sample_rate:
+            return 0
+        (self._write or sys.stdout.write)(
+            f'{{"liteserve":"{REJECTED_KIND}","time":{self._clock():.3f},"request_id":{_js(request_id)},'
+            f'"model":{_js(model)},"protocol":"{protocol}","status":{int(status)},"kind":{_js(kind)}}}\n'
+        )
+        return 1
+
+    def record_instances(self, served: Served, protocol: str, request_id: Any) -> int:
+        """Log one prediction in the per-instance form (for requests whose body is not one JSON document of the
+        protocol, e.g. binary tensors). Returns the number of lines written."""
+        if self.sample_rate < 1.0 and self._rng() >= self.sample_rate:
+            return 0
+        lines = instance_lines(served, _head(served, protocol, request_id, self._clock(), INSTANCE_KIND))
+        (self._write or sys.stdout.write)("".join(lines))
+        return len(lines)
+
+
+def _head(served: Served, protocol: str, request_id: Any, now: float, kind: str = "prediction") -> str:
+    return (
+        f'{{"liteserve":"{kind}","time":{now:.3f},"request_id":{_js(request_id)},"model":{_js(served.model.name)},'
+        f'"version":{_js(served.model.version)},"signature":{_js(served.signature)},"protocol":"{protocol}"'
+    )
 
 
 def instance_lines(served: Served, head: str) -> list[str]:

@@ -40,12 +40,7 @@ def from_flat(data: Any, shape: Any, spec: TensorSpec, *, check_bools: bool = Tr
 
     `check_bools=False` skips the scan for booleans, which numpy would silently read as numbers.
     """
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise BadRequest(f"input '{spec.name}': shape must be a list of non-negative integers, got {shape!r}")
-    if len(shape) != len(spec.shape) or tuple(shape[1:]) != spec.feature_shape:
-        raise BadRequest(f"input '{spec.name}': shape {shape} does not match the model's {_shape_text(spec.shape)}")
-    if shape[0] == 0:
-        raise BadRequest(f"input '{spec.name}': empty batch")
+    _check_shape(shape, spec)
     if not isinstance(data, list):
         raise BadRequest(f"input '{spec.name}': data must be a list")
     try:
@@ -135,3 +130,27 @@ def _short(value: Any) -> str:
 
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join("N" if d == -1 else str(d) for d in shape) + "]"
+
+
+def from_buffer(data: bytes, dtype: str, shape: Any, spec: TensorSpec) -> np.ndarray:
+    """Build a batch from binary tensor data (`dtype` a numpy type string, e.g. "<f4") and an explicit `shape`;
+    BadRequest names the input when the sizes do not add up."""
+    _check_shape(shape, spec)
+    itemsize = np.dtype(dtype).itemsize
+    need = math.prod(shape) * itemsize
+    if len(data) != need:
+        raise BadRequest(
+            f"input '{spec.name}': binary_data_size {len(data)} does not match shape {shape}"
+            f" ({math.prod(shape)} values of {itemsize} bytes = {need})"
+        )
+    arr = np.frombuffer(data, dtype=dtype).reshape(shape)
+    return cast_finite(arr, spec)
+
+
+def _check_shape(shape: Any, spec: TensorSpec) -> None:
+    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        raise BadRequest(f"input '{spec.name}': shape must be a list of non-negative integers, got {shape!r}")
+    if len(shape) != len(spec.shape) or tuple(shape[1:]) != spec.feature_shape:
+        raise BadRequest(f"input '{spec.name}': shape {shape} does not match the model's {_shape_text(spec.shape)}")
+    if shape[0] == 0:
+        raise BadRequest(f"input '{spec.name}': empty batch")

@@ -20,7 +20,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
@@ -29,7 +29,6 @@ from botocore.exceptions import ClientError
 from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
 from liteserve.batch.records import RowFormat, line_too_long
 from liteserve.batch.storage import (
-    MAX_DYNAMODB_KEY_BYTES,
     EventBus,
     Job,
     JobStore,
@@ -49,6 +48,14 @@ MAX_INLINE_DUPLICATES = 2000  # beyond this a shard's duplicate list travels as 
 INFER_BATCH = 2048  # rows per interpreter call: bounds worker memory, large enough to amortize the call
 
 
+class VersionedModels(Protocol):
+    """Models by version, with the live one (liteserve.promotion.live.LiveModels)."""
+
+    def live(self, name: str) -> Model: ...
+
+    def get(self, name: str, version: str | None = None) -> Model: ...
+
+
 class PlanningError(ValueError):
     """The file cannot be planned at all (unsupported type, bad header, bad options): the job fails with it."""
 
@@ -66,6 +73,7 @@ class BatchConfig:
     max_decompressed_bytes: int = 2 * 1024**3
     default_model: str = "digits"
     key_field: str = "key"
+    cache_ttl_seconds: int = 7 * 24 * 3600
 
     @classmethod
     def from_env(cls) -> BatchConfig:
@@ -81,6 +89,7 @@ class BatchConfig:
             max_decompressed_bytes=int(env.get("LITESERVE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3)),
             default_model=env.get("LITESERVE_DEFAULT_MODEL", "digits"),
             key_field=env.get("LITESERVE_KEY_FIELD", "key"),
+            cache_ttl_seconds=int(env.get("LITESERVE_CACHE_TTL_SECONDS", 7 * 24 * 3600)),
         )
 
 
@@ -157,7 +166,7 @@ class Pipeline:
     """The batch steps, bound to their adapters."""
 
     config: BatchConfig
-    models: ModelRepository | None = None
+    models: ModelRepository | VersionedModels | None = None
     store: ObjectStore = field(init=False)
     jobs: JobStore = field(init=False)
     queue: ShardQueue = field(init=False)
@@ -169,7 +178,9 @@ class Pipeline:
         self.jobs = JobStore(self.config.jobs_table)
         self.queue = ShardQueue(self.config.queue_url)
         self.bus = EventBus(self.config.event_bus)
-        self.cache = ResultsCache(self.config.cache_table) if self.config.cache_table else None
+        self.cache = (
+            ResultsCache(self.config.cache_table, self.config.cache_ttl_seconds) if self.config.cache_table else None
+        )
 
     # ------------------------------------------------------------------ split
     def split(self, source_key: str, sequencer: str = "") -> dict[str, Any]:
@@ -191,7 +202,7 @@ class Pipeline:
         drop = f"{head['version_id'] or sequencer}|{head['last_modified']}"
         try:
             options = JobOptions.from_metadata(head["metadata"], self.config)
-            model = self._model(options.model)
+            model = self._model(options.model, live=True)
             sig = model.signature(options.signature)
         except PlanningError as err:
             return self._refuse(job_id, pin, source_key, str(err), drop)
@@ -292,10 +303,14 @@ class Pipeline:
             self._publish(failed)
         return {"job_id": job_id, "run": job.run, "failed": reason}
 
-    def _model(self, name: str) -> Model:
+    def _model(self, name: str, version: str | None = None, live: bool = False) -> Model:
+        """The live version at a job's start (`live`), then that recorded version for each shard. A plain model
+        repository (tests, benchmarks) has one version per model."""
         if self.models is None:
             raise RuntimeError("this pipeline was built without models")
-        return self.models.get(name)
+        if isinstance(self.models, ModelRepository):
+            return self.models.get(name)
+        return self.models.live(name) if live else self.models.get(name, version)
 
     # ------------------------------------------------------------------ worker
     def run_shard(self, message: dict[str, Any]) -> dict[str, Any]:
@@ -310,7 +325,7 @@ class Pipeline:
             self._finalize_if_complete(job)  # a redelivery after a finalizer crashed must still finish the job
             return {"job_id": job_id, "run": run, "shard": index, "duplicate": True}
         options = job.options  # the run's options, whatever a message says
-        model = self._model(options["model"])
+        model = self._model(options["model"], job.model_version)  # never another version inside a job
         sig = model.signature(options["signature"])
         spec = next(iter(sig.inputs.values()))
         try:
@@ -365,18 +380,20 @@ class Pipeline:
             if current is None or current.run != run:
                 return {"job_id": job_id, "run": run, "shard": index, "stale": True}
             self.cache.put_many(
-                list(zip(rows.keys, [job_id] * len(rows.keys), part.decode().splitlines(), strict=True))
+                model.name, model.version, job_id, run, list(zip(rows.keys, part.decode().splitlines(), strict=True))
             )
         counts = {
             "rows_in": len(rows.lines) + len(rows.errors),
             "rows_predicted": len(rows.lines),
             "rows_rejected": len(rows.errors),
         }
-        counted = self.jobs.shard_done(job_id, run, index, counts, time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        counted = self.jobs.shard_done(job_id, run, index, counts, seconds)
         if counted is None:  # counted by a concurrent delivery of the same shard (its part is byte-identical)
             return {"job_id": job_id, "run": run, "shard": index, "duplicate": True}
         self._finalize_if_complete(counted)
-        return {"job_id": job_id, "run": run, "shard": index, **counts}
+        work = {"model": model.name, "version": model.version, "seconds": round(seconds, 4)}
+        return {"job_id": job_id, "run": run, "shard": index, **counts, **work}
 
     def _shard_data(self, job: Job, message: dict[str, Any]) -> bytes:
         if not message.get("object"):
@@ -543,7 +560,7 @@ def _row_format(kind: str, options: dict[str, Any], header: tuple[str, ...] | No
         options["key_field"],
         options["input_field"],
         header,
-        MAX_DYNAMODB_KEY_BYTES if options.get("cache") else None,
+        ResultsCache.key_room(options["model"]) if options.get("cache") else None,
     )
 
 

@@ -63,7 +63,7 @@ class RowFormat:
     key_field: str = "key"
     input_field: str = "x"
     header: tuple[str, ...] | None = None  # CSV only: the file's first line, split
-    max_key_bytes: int | None = None  # keys longer than this (UTF-8) are bad rows, e.g. when a store keys by them
+    max_key_bytes: int | None = None  # keys longer than this (as JSON) are bad rows, e.g. when a store keys by them
 
     def parse(self, data: bytes, first_line: int, spec: TensorSpec) -> tuple[Rows, np.ndarray]:
         """Parse a chunk that starts at source line `first_line`; returns the rows and their input batch."""
@@ -165,9 +165,9 @@ class RowFormat:
         return rows
 
     def _key_too_long(self, key: Key) -> str | None:
-        size = len(str(key).encode("utf-8", "surrogatepass"))
+        size = len(orjson.dumps(key))
         if self.max_key_bytes is not None and size > self.max_key_bytes:
-            return f"key is {size} bytes; the results cache takes keys of at most {self.max_key_bytes} bytes"
+            return f"key takes {size} bytes as JSON; the results cache keeps keys of at most {self.max_key_bytes} here"
         return None
 
 

@@ -216,8 +216,10 @@ class JobStore:
         notification). A new run starts for a new job, new bytes (ETag), other options, a forced drop that is not
         the current run's (`drop` tells drops apart), or a run still PLANNING (its planner crashed). The run number
         grows by one, so every message, ledger entry and object of the old run is told apart from the new one's."""
-        # `force` asks for a run; it does not change what a run computes, so it is no part of the options' identity
-        options_id = orjson.dumps({k: v for k, v in options.items() if k != "force"}, option=orjson.OPT_SORT_KEYS)
+        # `force` asks for a run; it does not change what a run computes, so it is no part of the options' identity.
+        # The model version is: the same file dropped again after a promotion is predicted by the new version.
+        identity = {**{k: v for k, v in options.items() if k != "force"}, "model_version": model_version}
+        options_id = orjson.dumps(identity, option=orjson.OPT_SORT_KEYS)
         condition = (
             Attr("job_id").not_exists()
             | Attr("state").eq("PLANNING")
@@ -408,7 +410,10 @@ class EventBus:
 
 
 class ResultsCache:
-    """Batch predictions by client key (DynamoDB, with TTL), for `GET /v1/predictions/{key}`."""
+    """Batch predictions by (model, client key) (DynamoDB, with TTL), for `GET /v1/predictions/{key}?model=NAME`.
+
+    The item key is `<model>#<key as JSON>`: two models keep their own answers for the same key, and the key's JSON
+    type is kept (`1` and `"1"` are two keys, as they are two keys in a request)."""
 
     def __init__(self, table: str, ttl_seconds: int = 7 * 24 * 3600) -> None:
         self.table_name = table
@@ -418,18 +423,44 @@ class ResultsCache:
     def _table(self) -> Any:
         return boto3.resource("dynamodb").Table(self.table_name)
 
-    def put_many(self, records: list[tuple[str, str, str]]) -> None:
-        """Store (key, job id, prediction JSON) records; the batch writer retries unprocessed items."""
+    @staticmethod
+    def item_key(model: str, key: object) -> str:
+        """The table's key of a client key under a model."""
+        return f"{model}#{orjson.dumps(key).decode()}"
+
+    @staticmethod
+    def key_room(model: str) -> int:
+        """How many bytes a client key (as JSON) may take beside the model's name in the table's key."""
+        return MAX_DYNAMODB_KEY_BYTES - len(f"{model}#".encode())
+
+    def put_many(self, model: str, version: str, job_id: str, run: int, rows: list[tuple[object, str]]) -> None:
+        """Store (client key, prediction JSON) rows of one shard; the batch writer retries unprocessed items."""
         expires = int(time.time()) + self.ttl_seconds
         with self._table.batch_writer(overwrite_by_pkeys=["key"]) as writer:
-            for key, job_id, prediction in records:
+            for key, prediction in rows:
                 writer.put_item(
-                    Item={"key": str(key), "job_id": job_id, "prediction": prediction, "expires_at": expires}
+                    Item={
+                        "key": self.item_key(model, key),
+                        "model": model,
+                        "model_version": version,
+                        "job_id": job_id,
+                        "run": run,
+                        "prediction": prediction,
+                        "expires_at": expires,
+                    }
                 )
 
-    def get(self, key: str) -> dict[str, Any] | None:
-        """The cached prediction document of a key, or None (expired items count as absent)."""
-        item = self._table.get_item(Key={"key": key}).get("Item")
+    def get(self, model: str, key: object) -> dict[str, Any] | None:
+        """The cached prediction document of a model's key, or None (expired items count as absent)."""
+        item = self._table.get_item(Key={"key": self.item_key(model, key)}).get("Item")
         if not item or int(item.get("expires_at", 0)) < time.time():
             return None
-        return {"key": key, "job_id": item["job_id"], **orjson.loads(item["prediction"])}
+        return {
+            **orjson.loads(item["prediction"]),
+            "key": key,
+            "model": model,
+            "model_version": item.get("model_version"),
+            "job_id": item["job_id"],
+            "run": int(item.get("run", 0)),
+            "expires_at": int(item["expires_at"]),
+        }

@@ -25,6 +25,7 @@ from liteserve.evaluation.drift import feature_drift, prediction_drift
 from liteserve.evaluation.labels import LabelStore
 from liteserve.evaluation.metrics import classification_report
 from liteserve.evaluation.policy import Decision, RetrainPolicy, decide
+from liteserve.evaluation.quality import data_quality, metric_trend
 from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, read_object
 from liteserve.evaluation.report import render_html
 from liteserve.manifest import Manifest
@@ -115,9 +116,15 @@ def latest_per_key(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def evaluate_group(
-    records: list[dict[str, Any]], labels: dict[str, str], manifest: Manifest, policy: RetrainPolicy
+    records: list[dict[str, Any]],
+    labels: dict[str, str],
+    manifest: Manifest,
+    policy: RetrainPolicy,
+    past: list[tuple[str, float]] | None = None,
+    extra_findings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Metrics, drift and the policy's decision for one model version's records in a window.
+    """Metrics, drift, label-free data quality and the policy's decision for one model version's records in a
+    window; `past` is the version's accuracy in earlier reports (window id, value), oldest first.
 
     Only answers of a classifying signature (outputs with `class_id` or `probabilities`) are evaluated: the same key
     may also have been sent to another signature (e.g. `embedding`), which must not replace its prediction."""
@@ -140,8 +147,18 @@ def evaluate_group(
     drift = feature_drift(x, stats.get("features", []), policy.drift) if stats.get("features") else _no_drift(len(x))
     pred_drift = prediction_drift(y_pred_all, stats.get("label_counts") or [1] * len(index), policy.drift)
     baseline = ((manifest.raw.get("metrics") or {}).get("int8") or {}).get("accuracy")
+    quality = data_quality(x, stats["features"], policy.quality) if stats.get("features") else None
+    trend = metric_trend(past or [], metrics["accuracy"], policy.trend_reports, policy.trend_max_drop)
     decision = decide(
-        policy, len(y_true), metrics["accuracy"], baseline, drift["dataset_drift"], drift["drifted_share"]
+        policy,
+        len(y_true),
+        metrics["accuracy"],
+        baseline,
+        drift["dataset_drift"],
+        drift["drifted_share"],
+        predictions=len(records),
+        findings=label_free_findings(drift, pred_drift, quality, policy) + list(extra_findings or []),
+        trend=trend,
     )
     return {
         "predictions": len(records),
@@ -155,8 +172,43 @@ def evaluate_group(
         "metrics": metrics,
         "drift": drift,
         "prediction_drift": pred_drift,
+        "quality": quality,
         "decision": decision.as_dict(),
     }
+
+
+def rejection_check(versions: dict[str, list], rejected: int, policy: RetrainPolicy) -> dict[str, Any]:
+    """The model's refused inference requests against the accepted ones in the window (online requests, counted
+    by request id): a violation when their share passes `quality.rejected_share`."""
+    accepted = len({r["request_id"] for recs in versions.values() for r in recs if r.get("request_id")})
+    total = accepted + rejected
+    share = rejected / total if total else 0.0
+    limit = policy.quality.rejected_share
+    out: dict[str, Any] = {"rejected": rejected, "accepted": accepted, "share": share, "threshold": limit}
+    if total >= policy.quality.min_requests and share > limit:
+        out["finding"] = (
+            f"data quality: {share:.1%} of {total} inference requests were refused as bad input (> {limit:.0%})"
+        )
+    return out
+
+
+def label_free_findings(
+    drift: dict[str, Any], pred_drift: dict[str, Any], quality: dict[str, Any] | None, policy: RetrainPolicy
+) -> list[str]:
+    """What a window shows without a single label: input drift, prediction drift, data-quality violations."""
+    findings = []
+    if drift["dataset_drift"]:
+        share = policy.drift.dataset_share
+        findings.append(f"input drift: {drift['drifted_share']:.0%} of the features drifted (>= {share:.0%})")
+    if pred_drift["drifted"]:
+        findings.append(
+            f"prediction drift: PSI {pred_drift['psi']:.3f} of the predicted classes (> {policy.drift.prediction_psi})"
+        )
+    if quality and quality["violations"]:
+        first = quality["violations"][0]["message"]
+        more = len(quality["violations"]) - 1
+        findings.append(f"data quality: {first}" + (f" (and {more} more violations)" if more else ""))
+    return findings
 
 
 def _predicted(record: dict[str, Any]) -> int:
@@ -280,6 +332,11 @@ class Evaluator:
         self._references = {}  # a version registered since the last run is seen
         window = Window.at(fire_time, self.config.lookback_hours, self.config.align_seconds)
         records, bad = self.load_predictions(window)
+        rejected: dict[str, int] = {}
+        for rec in records:
+            if rec.get("rejected"):
+                rejected[str(rec["model"])] = rejected.get(str(rec["model"]), 0) + 1
+        records = [r for r in records if not r.get("rejected")]
         received = {str(item["key"]): item for item in self.labels.received(window.start, max(now, window.end))}
         labels = {k: str(v["label"]) for k, v in received.items()}
         groups: dict[str, dict[str, list]] = {}
@@ -294,7 +351,10 @@ class Evaluator:
             if manifest is None:
                 summary["models"][model] = {"skipped": "no manifest in the model layer"}
                 continue
-            summary["models"][model] = self._model(model, manifest, versions, labels, window, orphans, bad, now)
+            refused = rejection_check(versions, rejected.get(model, 0), self.policy)
+            summary["models"][model] = self._model(
+                model, manifest, versions, labels, window, orphans, bad, now, refused
+            )
         return summary
 
     def _model(
@@ -307,9 +367,12 @@ class Evaluator:
         orphans: int,
         bad: int,
         now: float,
+        refused: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        past = self._past(model, window)
+        extra = [refused["finding"]] if refused and refused.get("finding") else []
         results = {
-            v: evaluate_group(recs, labels, self.reference(model, v, manifest), self.policy)
+            v: evaluate_group(recs, labels, self.reference(model, v, manifest), self.policy, past.get(v), extra)
             for v, recs in sorted(versions.items())
         }
         # The decision follows the live primary (the registry's routing record, else the version the model layer
@@ -332,6 +395,7 @@ class Evaluator:
                 "labelled": results[current]["labelled"],
                 "labels_without_prediction": orphans,
                 "unreadable_log_lines": bad,
+                "rejected_requests": (refused or {}).get("rejected", 0),
             },
             "policy": self.policy.as_dict(),
             "versions": results,
@@ -346,7 +410,25 @@ class Evaluator:
         elif decision.retrain:
             outcome = self.decisions.claim(model, window.id, now, self.policy.cooldown_hours)
             report["trigger"] = {"outcome": outcome}
-        history = self._history(model, window, results)
+        alert = None
+        if decision.alert:  # label-free findings, no retraining: an alert, claimed once per window like a retrain
+            alert = self.decisions.claim(f"{model}#alert", window.id, now, self.policy.cooldown_hours)
+            report["alert"] = {"outcome": alert, "findings": decision.findings}
+        history = {v: [*past.get(v, [])] for v in past}
+        for v, g in results.items():
+            if g["metrics"].get("accuracy") is not None:
+                history.setdefault(v, []).append((window.id, g["metrics"]["accuracy"]))
+        violations = {
+            "model": model,
+            "window": window.as_dict(),
+            "generated_at": iso(now),
+            "versions": {v: _violations(g) for v, g in results.items()},
+            "rejected_requests": refused,
+            "alert": report.get("alert"),
+        }
+        self.store.put(
+            prefix + "violations.json", orjson.dumps(violations, option=orjson.OPT_INDENT_2), "application/json"
+        )
         self.store.put(prefix + "report.json", orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json")
         self.store.put(prefix + "report.html", render_html(report, history).encode(), "text/html; charset=utf-8")
         if outcome in ("claimed", "resend"):
@@ -371,11 +453,26 @@ class Evaluator:
                 },
             )
             self.decisions.sent(model, window.id, now)
+        if alert in ("claimed", "resend"):
+            self.bus.put(
+                "DriftDetected",
+                {
+                    "model": model,
+                    "version": current,
+                    "window": window.as_dict(),
+                    "findings": decision.findings,
+                    "violations": f"s3://{self.config.bucket}/{prefix}violations.json",
+                    "report": f"s3://{self.config.bucket}/{prefix}report.json",
+                },
+            )
+            self.decisions.sent(f"{model}#alert", window.id, now)
         emit_metrics(model, results, orphans)
         return {
             "report": f"s3://{self.config.bucket}/{prefix}report.html",
             "retrain": decision.retrain,
             "trigger": outcome,
+            "alert": alert,
+            "findings": decision.findings,
             "reasons": decision.reasons,
             "canary": canary,
             "versions": {
@@ -415,35 +512,46 @@ class Evaluator:
         out["verdict"] = verdict.as_dict() if verdict else None
         return out
 
-    def _history(self, model: str, window: Window, results: dict[str, Any]) -> dict[str, list[tuple[str, float]]]:
-        """Accuracy per version over the last reports (and this one), for the report's time series."""
+    def _past(self, model: str, window: Window) -> dict[str, list[tuple[str, float]]]:
+        """Accuracy per version in the last reports before this window's (oldest first): the report's time series
+        and the rate-of-change trigger."""
         series: dict[str, list[tuple[str, float]]] = {}
         keys = sorted(k for k in self.store.keys(f"reports/{model}/") if k.endswith("/report.json"))
         for key in keys[-self.config.history :]:
-            if key.startswith(f"reports/{model}/{window.id}/"):
+            if key >= f"reports/{model}/{window.id}/":  # this window and later ones (a re-run of an old window)
                 continue
             old = orjson.loads(self.store.read(key))
             for v, g in old.get("versions", {}).items():
                 if g["metrics"].get("accuracy") is not None:
                     series.setdefault(v, []).append((old["window"]["id"], g["metrics"]["accuracy"]))
-        for v, g in results.items():
-            if g["metrics"].get("accuracy") is not None:
-                series.setdefault(v, []).append((window.id, g["metrics"]["accuracy"]))
         return series
+
+
+def _violations(group: dict[str, Any]) -> dict[str, Any]:
+    """violations.json's entry for one version: what the label-free checks found."""
+    quality = group.get("quality") or {}
+    return {
+        "predictions": group["predictions"],
+        "judged": bool(quality.get("judged")),
+        "violations": quality.get("violations", []),
+        "input_drift": {
+            "judged": group["drift"]["judged"],
+            "dataset_drift": group["drift"]["dataset_drift"],
+            "drifted_features": group["drift"]["drifted_features"],
+            "drifted_share": group["drift"]["drifted_share"],
+        },
+        "prediction_drift": {k: group["prediction_drift"][k] for k in ("rows", "psi", "js", "drifted")},
+        "findings": group["decision"]["findings"],
+    }
 
 
 def emit_metrics(model: str, results: dict[str, Any], orphans: int) -> None:
     """Headline metrics as CloudWatch EMF, one document per model version (dimensions model, version)."""
     from aws_lambda_powertools.metrics import MetricUnit
-    from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+
+    from liteserve.observability import emit
 
     for version, g in results.items():
-        provider = AmazonCloudWatchEMFProvider(
-            namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Liteserve"),
-            service=os.environ.get("POWERTOOLS_SERVICE_NAME", "liteserve"),
-        )
-        provider.add_dimension("model", model)
-        provider.add_dimension("version", version)
         m = g["metrics"]
         values = {
             "EvalPredictions": (g["predictions"], MetricUnit.Count),
@@ -451,10 +559,9 @@ def emit_metrics(model: str, results: dict[str, Any], orphans: int) -> None:
             "LabelsWithoutPrediction": (orphans, MetricUnit.Count),
             "DriftedFeatureShare": (g["drift"]["drifted_share"], MetricUnit.NoUnit),
             "PredictionDriftPSI": (g["prediction_drift"]["psi"], MetricUnit.NoUnit),
+            "QualityViolations": (len((g.get("quality") or {}).get("violations", [])), MetricUnit.Count),
         }
         for name in ("accuracy", "macro_f1", "log_loss", "ece"):
             if m.get(name) is not None:
                 values["".join(p.capitalize() for p in name.split("_"))] = (m[name], MetricUnit.NoUnit)
-        for name, (value, unit) in values.items():
-            provider.add_metric(name=name, unit=unit, value=float(value))
-        provider.flush_metrics()
+        emit(values, model=model, version=version)

@@ -18,7 +18,9 @@ import orjson
 
 from liteserve.evaluation.records import ONLINE_PREFIX, hour_path
 
-FILTER_PATTERN = '{ ($.liteserve = "prediction") || ($.liteserve = "prediction.instance") }'
+FILTER_PATTERN = (
+    '{ ($.liteserve = "prediction") || ($.liteserve = "prediction.instance") || ($.liteserve = "prediction.rejected") }'
+)
 KINDS = ("prediction", "prediction.instance")
 
 

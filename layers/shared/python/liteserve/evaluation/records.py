@@ -17,7 +17,7 @@ import numpy as np
 import orjson
 
 from liteserve.manifest import Manifest, SignatureSpec
-from liteserve.predlog import INSTANCE_KIND
+from liteserve.predlog import INSTANCE_KIND, REJECTED_KIND
 from liteserve.protocols import tfserving, v2
 from liteserve.runtime import DEFAULT_SIGNATURE
 
@@ -73,9 +73,12 @@ def parse_line(line: str | bytes, signatures: Signatures, key_field: str = "key"
         "version": doc.get("version"),
         "signature": doc.get("signature"),
         "source": "online",
+        "request_id": doc.get("request_id"),
     }
     if kind == INSTANCE_KIND:
         return [{"key": doc.get("key"), **base, "x": doc["x"], "outputs": doc["outputs"]}]
+    if kind == REJECTED_KIND:  # a refused request: counted by the data-quality checks, never a prediction
+        return [{**base, "rejected": True, "request_id": doc.get("request_id"), "status": doc.get("status")}]
     if kind != "prediction":
         return []
     source = signatures.spec_source(doc["model"])

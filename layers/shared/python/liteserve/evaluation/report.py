@@ -163,12 +163,40 @@ def _canary_html(canary: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _quality_html(versions: dict[str, Any]) -> list[str]:
+    """Label-free data quality per version: the violations of violations.json, or why none were judged."""
+    out = ["<h2>Data quality against the training baseline (no labels needed)</h2>"]
+    for v, g in versions.items():
+        quality = g.get("quality")
+        if quality is None:
+            out.append(f'<p class="muted">version {escape(v)}: the manifest has no per-feature baseline</p>')
+        elif not quality["judged"]:
+            out.append(f'<p class="muted">version {escape(v)}: only {quality["rows"]} served rows: not judged</p>')
+        elif not quality["violations"]:
+            out.append(f"<p>version {escape(v)}: no violations in {quality['rows']} served rows</p>")
+        else:
+            rows = "".join(
+                f"<tr><td class='l'>{escape(x['check'])}</td><td class='l'>{escape(x['feature'])}</td>"
+                f"<td>{x['observed']:.2%}</td><td>{x['threshold']:.2%}</td></tr>"
+                for x in quality["violations"]
+            )
+            out.append(
+                f"<p>version {escape(v)}: {len(quality['violations'])} violation(s) in {quality['rows']} rows</p>"
+                "<table><tr><th class='l'>check</th><th class='l'>feature</th><th>observed</th><th>threshold</th>"
+                f"</tr>{rows}</table>"
+            )
+    return out
+
+
 def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float]]]) -> str:
     """The page: verdict, counts, metrics per version, accuracy over time, drift per feature, confusion matrix."""
     model, window, decision = report["model"], report["window"], report["decision"]
     trigger = report.get("trigger") or {}
     if decision["retrain"]:
         verdict = f'<div class="verdict bad">Retraining requested: {escape(trigger.get("outcome", ""))}</div>'
+    elif decision.get("alert"):
+        outcome = escape((report.get("alert") or {}).get("outcome", ""))
+        verdict = f'<div class="verdict bad">Label-free alert (DriftDetected): {outcome}</div>'
     elif report["counts"]["labelled"] < report["policy"]["min_labelled"]:
         verdict = '<div class="verdict warn">Not enough labelled predictions for a decision</div>'
     else:
@@ -181,7 +209,7 @@ def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float
         f'<div class="muted">window id {escape(window["id"])} · look-back {window["lookback_hours"]} h · '
         f"generated {escape(report['generated_at'])}</div>",
         verdict,
-        "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in decision["reasons"]) + "</ul>",
+        "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in decision["reasons"] + decision.get("findings", [])) + "</ul>",
         "<h2>Counts</h2><table>"
         + "".join(f'<tr><th class="l">{escape(k)}</th><td>{_fmt(v)}</td></tr>' for k, v in report["counts"].items())
         + "</table>",
@@ -205,6 +233,7 @@ def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float
     current = versions.get(report.get("decided_on_version", ""), {})
     refs = {"floor": report["policy"].get("accuracy_floor"), "validation": current.get("baseline_accuracy")}
     out.append(line_chart(history, "Accuracy per evaluation window and model version", refs))
+    out.extend(_quality_html(versions))
     for v, g in versions.items():
         out.append(f"<h2>Version {escape(v)}: data drift per feature</h2>")
         if not g["drift"]["judged"]:

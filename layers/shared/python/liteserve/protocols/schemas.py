@@ -40,6 +40,13 @@ KEY: Schema = {
     "description": "Keyed prediction: comes back with the instance's prediction, never reaches the model.",
     "anyOf": [{"type": "string", "minLength": 1}, {"type": "integer"}],
 }
+B64: Schema = {
+    "type": "object",
+    "required": ["b64"],
+    "additionalProperties": False,
+    "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
+    "description": "Bytes of a string input or output (TF Serving's binary encoding).",
+}
 ERROR: Schema = {
     "type": "object",
     "required": ["error"],
@@ -55,14 +62,14 @@ def predict_request(max_instances: int) -> Schema:
         "type": "object",
         "minProperties": 1,
         "description": "One value per named input, plus the key field when keyed (default field name `key`).",
-        "additionalProperties": {"anyOf": [TENSOR_VALUE, KEY]},
+        "additionalProperties": {"anyOf": [TENSOR_VALUE, KEY, B64]},
     }
     return {
         "type": "object",
         "additionalProperties": False,
         "properties": {
             "signature_name": {"type": ["string", "null"], "description": "Default `serving_default`."},
-            "instances": {**rows, "items": {"anyOf": [TENSOR_VALUE, instance_object]}},
+            "instances": {**rows, "items": {"anyOf": [TENSOR_VALUE, B64, instance_object]}},
             "inputs": {
                 "anyOf": [
                     {**rows, "items": TENSOR_VALUE},
@@ -70,7 +77,7 @@ def predict_request(max_instances: int) -> Schema:
                         "type": "object",
                         "minProperties": 1,
                         "description": "Input name (or key field) -> one value (or key) per instance.",
-                        "additionalProperties": {**rows, "items": {"anyOf": [TENSOR_VALUE, KEY]}},
+                        "additionalProperties": {**rows, "items": {"anyOf": [TENSOR_VALUE, KEY, B64]}},
                     },
                 ]
             },
@@ -78,6 +85,53 @@ def predict_request(max_instances: int) -> Schema:
         "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
     }
 
+
+def examples_request(max_instances: int) -> Schema:
+    """TF Serving `:classify` / `:regress` body: `examples` (one object of features per example) and an optional
+    `context` of features shared by every example."""
+    features: Schema = {
+        "type": "object",
+        "description": 'Input name (or key field) -> value; strings may be {"b64": ...} for bytes.',
+        "additionalProperties": {"anyOf": [TENSOR_VALUE, KEY, B64]},
+    }
+    return {
+        "type": "object",
+        "required": ["examples"],
+        "additionalProperties": False,
+        "properties": {
+            "signature_name": {"type": ["string", "null"], "description": "Default `serving_default`."},
+            "context": features,
+            "examples": {"type": "array", "minItems": 1, "maxItems": max_instances, "items": features},
+        },
+    }
+
+
+EXAMPLES_RESPONSE: Schema = {
+    "type": "object",
+    "required": ["results"],
+    "description": ":classify -> per example a list of [label, score] for every class (label names from the model, "
+    "else class ids); :regress -> one number per example.",
+    "properties": {
+        "results": {
+            "type": "array",
+            "items": {
+                "anyOf": [
+                    NUMBER,
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "array",
+                            "description": "[label, score]",
+                            "minItems": 2,
+                            "maxItems": 2,
+                            "items": {"anyOf": [{"type": "string"}, NUMBER]},
+                        },
+                    },
+                ]
+            },
+        }
+    },
+}
 
 PREDICT_RESPONSE: Schema = {
     "type": "object",
@@ -181,15 +235,23 @@ MANIFEST: Schema = {
 }
 
 # Open Inference Protocol V2
+_BINARY_SIZE: Schema = {
+    "type": "integer",
+    "minimum": 0,
+    "description": "Binary tensor data extension: the tensor's bytes follow the JSON document (whose length the "
+    "Inference-Header-Content-Length header gives), little-endian, row-major; BYTES elements each 4-byte-length-"
+    "prefixed. Tensors with binary data come in the order of the tensors.",
+}
 INFER_TENSOR: Schema = {
     "type": "object",
-    "required": ["name", "shape", "datatype", "data"],
+    "required": ["name", "shape", "datatype"],
     "additionalProperties": False,
+    "description": "`data`, or `parameters.binary_data_size` and binary data after the JSON document.",
     "properties": {
         "name": {"type": "string", "description": "A model input, or the key field (a BYTES tensor of shape [N])."},
         "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
         "datatype": {"type": "string", "enum": sorted(set(DATATYPES.values()))},
-        "parameters": {"type": "object"},
+        "parameters": {"type": "object", "properties": {"binary_data_size": _BINARY_SIZE}},
         "data": {
             "type": "array",
             "description": "Flat row-major or nested like `shape`; strings for the BYTES key tensor.",
@@ -203,14 +265,32 @@ INFER_REQUEST: Schema = {
     "additionalProperties": False,
     "properties": {
         "id": {"type": ["string", "null"]},
+        "model_name": {
+            "type": ["string", "null"],
+            "description": "Sent by some clients (kserve); must be the model of the path when present.",
+        },
         "parameters": {
             "type": ["object", "null"],
-            "properties": {"signature_name": {"type": ["string", "null"], "description": "Default `serving_default`."}},
+            "properties": {
+                "signature_name": {"type": ["string", "null"], "description": "Default `serving_default`."},
+                "binary_data_output": {
+                    "type": "boolean",
+                    "description": "Send every output as binary data unless its own `binary_data` says otherwise.",
+                },
+            },
         },
         "inputs": {"type": "array", "minItems": 1, "items": INFER_TENSOR},
         "outputs": {
             "type": ["array", "null"],
-            "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            "description": "Outputs to return, in this order; the key field may be named too.",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "parameters": {"type": "object", "properties": {"binary_data": {"type": "boolean"}}},
+                },
+            },
         },
     },
 }
@@ -226,11 +306,13 @@ INFER_RESPONSE: Schema = {
             "type": "array",
             "items": {
                 "type": "object",
-                "required": ["name", "datatype", "shape", "data"],
+                "required": ["name", "datatype", "shape"],
+                "description": "`data`, or `parameters.binary_data_size` with the bytes after the JSON document.",
                 "properties": {
                     "name": {"type": "string"},
                     "datatype": {"type": "string", "enum": sorted(set(DATATYPES.values()))},
                     "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "parameters": {"type": "object", "properties": {"binary_data_size": _BINARY_SIZE}},
                     "data": {"type": "array"},
                 },
             },
@@ -359,9 +441,22 @@ BATCH_JOB: Schema = {
 }
 CACHED_PREDICTION: Schema = {
     "type": "object",
-    "required": ["key", "job_id"],
-    "description": "The key, the batch job that computed it, and the prediction's fields (as in `:predict`).",
-    "properties": {"key": {"type": "string"}, "job_id": {"type": "string"}},
+    "required": ["key", "model", "model_version", "job_id", "run"],
+    "description": (
+        "The key (with its JSON type), the model and version that computed it, the batch job and run, and the "
+        "prediction's fields (as in `:predict`). After a promotion, `live_version` names the version now served "
+        "and `stale` says whether this entry was written by an older one."
+    ),
+    "properties": {
+        "key": {"type": ["string", "integer"]},
+        "model": {"type": "string"},
+        "model_version": {"type": ["string", "null"]},
+        "job_id": {"type": "string"},
+        "run": {"type": "integer"},
+        "expires_at": {"type": "integer", "description": "Epoch seconds (CacheTtlSeconds after the write)."},
+        "live_version": {"type": "string"},
+        "stale": {"type": "boolean"},
+    },
 }
 
 
