@@ -13,7 +13,7 @@ export SAM_CLI_TELEMETRY := 0
 MODEL_NAMES := digits digits-edge digits-cloud
 MODEL_FILES := $(foreach m,$(MODEL_NAMES),layers/model/models/$(m)/model.tflite layers/model/models/$(m)/manifest.json)
 
-.PHONY: promotion training-source help venv sam-venv lint-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench projection load openapi retrain-interval clean
+.PHONY: package-model promotion training-source help venv sam-venv lint-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench projection load openapi retrain-interval clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -49,7 +49,12 @@ $(MODEL_FILES):
 	$(MAKE) model
 
 model: train-venv ## (re)train and convert every model to int8 into layers/model
-	$(TRAINVENV)/bin/python -m training --out layers/model/models
+	PYTHONPATH=.:layers/shared/python $(TRAINVENV)/bin/python -m training --out layers/model/models
+
+# Packaging runs in .venv-train (TensorFlow converts SavedModel / .keras sources); liteserve_dev and the shared
+# package come from the source tree.
+package-model: train-venv ## package your model: make package-model ARGS="SOURCE --data FILE --name NAME [...]"
+	PYTHONPATH=.:layers/shared/python $(TRAINVENV)/bin/python -m liteserve_dev package $(ARGS)
 
 lint: venv ## ruff
 	$(BIN)/ruff check .

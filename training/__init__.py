@@ -1,5 +1,5 @@
 """Training, int8 conversion and manifest writing for liteserve models.
 
-`training.data`, `training.specs` and `training.checks` are TensorFlow-free (numpy/scikit-learn only) so tests and
+`training.data` and `training.specs` are TensorFlow-free (numpy/scikit-learn only) so tests and
 serving-side tools can import them; `training.build` (and what it imports) needs the `.venv-train` TensorFlow venv.
 """

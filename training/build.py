@@ -1,43 +1,33 @@
-"""Train -> SavedModel -> float and int8 .tflite -> checks -> manifest: the one entry point retraining reuses."""
+"""Train -> SavedModel -> the packaging path (int8 conversion, checks, baseline, manifest): the one entry point
+retraining reuses. The digits models are ordinary users of `liteserve_dev.packaging`, with a stricter bar."""
 
 from __future__ import annotations
 
 import hashlib
-import json
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from training import checks, data
-from training.convert import convert, export_saved_model
+from liteserve_dev.packaging import PackagingError
+from liteserve_dev.packaging.convert import convert
+from liteserve_dev.packaging.datasets import Bound
+from liteserve_dev.packaging.fidelity import Bounds
+from liteserve_dev.packaging.package import Options, from_saved_model, write
+from training import data
+from training.convert import SIGNATURES, export_saved_model
 from training.keras_model import train
 from training.specs import ModelSpec
 
 MAX_ACCURACY_DROP = 0.005  # int8 held-out accuracy within 0.5 points of float
 MIN_AGREEMENT = 0.99  # int8 vs float argmax agreement on held-out rows
-MODEL_FILE = "model.tflite"
 FLOAT_FILE = "float.tflite"
 
 
 class QualityError(RuntimeError):
     """The converted model fails the int8 kernel, signature or fidelity checks; nothing is written."""
-
-
-def _interpreter(content: bytes) -> Any:
-    # LiteRT only when it was loaded before TensorFlow (training.retrain does that): imported after TensorFlow it
-    # fails (both register the same pybind11 types) and the half-loaded module aborts the process at exit.
-    if "ai_edge_litert.interpreter" in sys.modules:
-        from ai_edge_litert.interpreter import Interpreter
-    else:
-        import tensorflow as tf
-
-        Interpreter = tf.lite.Interpreter
-    return Interpreter(model_content=content, num_threads=1)
 
 
 def _check_signatures(sigs: dict[str, Any], n_features: int, n_classes: int) -> int:
@@ -61,10 +51,6 @@ def _check_signatures(sigs: dict[str, Any], n_features: int, n_classes: int) -> 
     if errors:
         raise QualityError("unexpected signatures: " + "; ".join(errors))
     return int(e["shape"][1])
-
-
-def _metrics(probs: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    return {"accuracy": data.accuracy(probs, y), "log_loss": data.log_loss(probs, y)}
 
 
 def build_model(
@@ -103,74 +89,51 @@ def build_model(
     t0 = time.perf_counter()
     export_model, train_info = train(spec, x_train, y_train, n_classes)
     t_train = time.perf_counter() - t0
-    with tempfile.TemporaryDirectory(prefix=f"savedmodel-{spec.name}-") as tmp:
-        export_saved_model(export_model, n_features, Path(tmp))
-        t1 = time.perf_counter()
-        float_bytes = convert(Path(tmp), None)
-        t2 = time.perf_counter()
-        int8_bytes = convert(Path(tmp), x_train)
-        t3 = time.perf_counter()
-
-    interp8, interp_f = _interpreter(int8_bytes), _interpreter(float_bytes)
-    bad = {k: v for k, v in checks.int8_problems(interp8).items() if v}
-    if bad:
-        raise QualityError(f"{spec.name}: kernels not int8: {bad}")
-    sigs = checks.signature_block(interp8)
-    if sigs != checks.signature_block(interp_f):
-        raise QualityError(f"{spec.name}: float and int8 signatures differ")
-    emb_width = _check_signatures(sigs, n_features, n_classes)
-
-    out8 = checks.run(interp8, "serving_default", x_val)
-    outf = checks.run(interp_f, "serving_default", x_val)
-    emb8 = checks.run(interp8, "embedding", x_val)["embedding"]
-    m_float = _metrics(outf["probabilities"], y_val)
-    m_int8 = _metrics(out8["probabilities"], y_val)
-    m_int8["argmax_agreement"] = float(
-        np.mean(np.argmax(out8["probabilities"], 1) == np.argmax(outf["probabilities"], 1))
+    options = Options(
+        name=spec.name,
+        version=str(version),
+        task="classification",
+        labels=list(labels),
+        quantize="int8",
+        calibration_rows=None,  # every training row calibrates
+        feature_names=list(feature_names),
+        histogram_edges=data.HIST_EDGES,
+        bounds=Bounds(min_agreement=MIN_AGREEMENT, max_accuracy_drop=MAX_ACCURACY_DROP),
     )
-    class_id_consistent = float(np.mean(out8["class_id"] == np.argmax(out8["probabilities"], 1)))
-    drop = m_float["accuracy"] - m_int8["accuracy"]
-    if abs(drop) > MAX_ACCURACY_DROP or m_int8["argmax_agreement"] < MIN_AGREEMENT:
-        raise QualityError(
-            f"{spec.name}: int8 fidelity below bar: float acc {m_float['accuracy']:.4f}, int8 acc "
-            f"{m_int8['accuracy']:.4f}, agreement {m_int8['argmax_agreement']:.4f}"
-        )
-    if emb8.shape != (len(x_val), emb_width):
-        raise QualityError(f"{spec.name}: embedding shape {emb8.shape}")
-
-    sha = hashlib.sha256(int8_bytes).hexdigest()
-    manifest: dict[str, Any] = {
-        "name": spec.name,
-        "version": str(version),
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "file": MODEL_FILE,
-        "sha256": sha,
-        "signatures": sigs,
-        "labels": list(labels),
-        "feature_names": list(feature_names),
-        "metrics": {"float": m_float, "int8": m_int8},
-        "training_stats": data.training_stats(x_train, y_train, n_classes),
-        "data": data_block
-        if data_block is not None
-        else {"source": "caller-supplied arrays", "n_train": len(y_train), "n_test": len(y_val)},
-        "quantization": {"type": "int8 full-integer", "io": "float32", "all_signatures_int8": True},
-        "calibration": data.calibration(out8["probabilities"], y_val),
-        "parent": parent,
-        "architecture": {**spec.to_dict(), **train_info, "embedding_size": emb_width},
-        "float_reference": {"file": FLOAT_FILE, "sha256": hashlib.sha256(float_bytes).hexdigest()},
-        "build": {
-            "size_bytes": len(int8_bytes),
-            "float_size_bytes": len(float_bytes),
-            "train_seconds": round(t_train, 2),
-            "float_convert_seconds": round(t2 - t1, 2),
-            "int8_convert_seconds": round(t3 - t2, 2),
-            "class_id_matches_argmax": class_id_consistent,
-        },
-    }
-    target = Path(out_dir) / spec.name
-    target.mkdir(parents=True, exist_ok=True)
-    (target / MODEL_FILE).write_bytes(int8_bytes)
-    (target / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    calib = Bound({"x": x_train}, y_train, {"x": list(feature_names)}, {"rows": len(y_train)})
+    held_out = Bound({"x": x_val}, y_val, {"x": list(feature_names)}, {"rows": len(y_val)})
+    with tempfile.TemporaryDirectory(prefix=f"savedmodel-{spec.name}-") as tmp_name:
+        tmp = Path(tmp_name)
+        export_saved_model(export_model, n_features, tmp)
+        t1 = time.perf_counter()
+        float_bytes = convert(tmp, list(SIGNATURES), "none")
+        t2 = time.perf_counter()
+        try:
+            packaged = from_saved_model(tmp, options, calib, held_out, source={"kind": "training.build"})
+        except PackagingError as e:
+            raise QualityError(f"{spec.name}: {e}") from None
+    manifest = packaged.manifest
+    emb_width = _check_signatures(manifest["signatures"], n_features, n_classes)
+    fid = manifest["fidelity"]["classification"]
+    manifest.update(
+        {
+            "data": data_block
+            if data_block is not None
+            else {"source": "caller-supplied arrays", "n_train": len(y_train), "n_test": len(y_val)},
+            "parent": parent,
+            "architecture": {**spec.to_dict(), **train_info, "embedding_size": emb_width},
+            "float_reference": {"file": FLOAT_FILE, "sha256": hashlib.sha256(float_bytes).hexdigest()},
+            "build": {
+                "size_bytes": len(packaged.model),
+                "float_size_bytes": len(float_bytes),
+                "train_seconds": round(t_train, 2),
+                "float_convert_seconds": round(t2 - t1, 2),
+                "int8_convert_seconds": round(packaged.seconds["convert"], 2),
+                "class_id_matches_argmax": fid["class_id_matches_argmax"],
+            },
+        }
+    )
+    write(packaged, out_dir)
     if float_dir is not None:
         fdir = Path(float_dir) / spec.name
         fdir.mkdir(parents=True, exist_ok=True)

@@ -1,12 +1,11 @@
-"""SavedModel export (keras.export.ExportArchive) and TF Lite conversion (needs TensorFlow)."""
+"""SavedModel export of the digits models (keras.export.ExportArchive; needs TensorFlow). Conversion is the
+packaging path's (liteserve_dev.packaging.convert)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 SIGNATURES = ("serving_default", "embedding")
@@ -31,23 +30,3 @@ def export_saved_model(export_model: keras.Model, n_features: int, path: Path) -
     archive.add_endpoint(name="serving_default", fn=serve, input_signature=spec)
     archive.add_endpoint(name="embedding", fn=embed, input_signature=spec)
     archive.write_out(str(path), verbose=False)
-
-
-def convert(saved_model: Path, representative: np.ndarray | None) -> bytes:
-    """Convert every signature; full-integer int8 with float32 I/O when `representative` rows are given, else float."""
-    conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model), signature_keys=list(SIGNATURES))
-    if representative is not None:
-        rows = np.asarray(representative, dtype=np.float32)
-
-        def rep() -> Iterator[tuple[str, dict[str, np.ndarray]]]:
-            # Every signature must be fed, or the ones not fed silently stay float.
-            for row in rows:
-                for key in SIGNATURES:
-                    yield key, {"x": row[None, :]}
-
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = rep
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.float32
-        conv.inference_output_type = tf.float32
-    return bytes(conv.convert())

@@ -13,12 +13,16 @@ import numpy as np
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from liteserve_dev.packaging import baseline
+from liteserve_dev.packaging.metrics import accuracy as accuracy
+from liteserve_dev.packaging.metrics import calibration as calibration
+from liteserve_dev.packaging.metrics import log_loss as log_loss
+
 SEED = 42
 TEST_SIZE = 0.2
 N_FEATURES = 64
 LABELS: list[str] = [str(i) for i in range(10)]
 FEATURE_NAMES: list[str] = [f"px_{r}_{c}" for r in range(8) for c in range(8)]
-QUANTILES: dict[str, float] = {"p01": 0.01, "p05": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95, "p99": 0.99}
 HIST_EDGES: list[float] = [round(float(e), 10) for e in np.linspace(0.0, 1.0, 11)]
 DATA_INFO: dict[str, Any] = {
     "source": "sklearn.datasets.load_digits",
@@ -61,29 +65,10 @@ def data_info(s: Split) -> dict[str, Any]:
 def feature_stats(
     x: np.ndarray, names: list[str] | None = None, edges: list[float] | None = None
 ) -> list[dict[str, Any]]:
-    """Per-feature mean/std/min/max, quantiles and a histogram on fixed edges (values outside are clipped in)."""
-    names = names if names is not None else FEATURE_NAMES
-    edges_arr = np.asarray(edges if edges is not None else HIST_EDGES, dtype=np.float64)
-    x64 = np.asarray(x, dtype=np.float64)
-    if x64.ndim != 2 or x64.shape[1] != len(names):
-        raise ValueError(f"expected x of shape [n, {len(names)}], got {list(x64.shape)}")
-    qs = np.quantile(x64, list(QUANTILES.values()), axis=0)
-    clipped = np.clip(x64, edges_arr[0], edges_arr[-1])
-    out: list[dict[str, Any]] = []
-    for j, name in enumerate(names):
-        counts, _ = np.histogram(clipped[:, j], bins=edges_arr)
-        out.append(
-            {
-                "name": name,
-                "mean": float(x64[:, j].mean()),
-                "std": float(x64[:, j].std()),
-                "min": float(x64[:, j].min()),
-                "max": float(x64[:, j].max()),
-                "quantiles": {k: float(qs[i, j]) for i, k in enumerate(QUANTILES)},
-                "histogram": {"edges": [float(e) for e in edges_arr], "counts": [int(c) for c in counts]},
-            }
-        )
-    return out
+    """Per-feature statistics (the packaging baseline's) with the digits' names and fixed [0, 1] histogram edges."""
+    return baseline.feature_stats(
+        x, names if names is not None else FEATURE_NAMES, edges if edges is not None else HIST_EDGES
+    )
 
 
 def training_stats(x: np.ndarray, y: np.ndarray, n_classes: int = len(LABELS)) -> dict[str, Any]:
@@ -93,41 +78,3 @@ def training_stats(x: np.ndarray, y: np.ndarray, n_classes: int = len(LABELS)) -
         "label_counts": [int(c) for c in np.bincount(np.asarray(y, dtype=np.int64), minlength=n_classes)],
         "features": feature_stats(x),
     }
-
-
-def accuracy(probs: np.ndarray, y: np.ndarray) -> float:
-    """Top-1 accuracy of probability rows against integer labels."""
-    return float(np.mean(np.argmax(probs, axis=1) == y))
-
-
-def log_loss(probs: np.ndarray, y: np.ndarray, eps: float = 1e-7) -> float:
-    """Mean negative log-likelihood of the true class (probabilities clipped to [eps, 1])."""
-    p = np.clip(np.asarray(probs, dtype=np.float64)[np.arange(len(y)), y], eps, 1.0)
-    return float(-np.mean(np.log(p)))
-
-
-def calibration(
-    probs: np.ndarray, y: np.ndarray, thresholds: list[float] | None = None
-) -> list[dict[str, float | int | None]]:
-    """Confidence calibration: for each threshold on max-probability, what is accepted locally and how well.
-
-    A case is *accepted* when its max-probability >= threshold, otherwise it *escalates*. Each row holds the
-    accepted count, the accuracy of the accepted cases (None if none) and the escalation rate.
-    """
-    if thresholds is None:
-        thresholds = [round(t, 2) for t in np.arange(0.0, 1.0, 0.05)] + [0.96, 0.97, 0.98, 0.99]
-    conf = np.max(probs, axis=1)
-    correct = np.argmax(probs, axis=1) == y
-    rows: list[dict[str, float | int | None]] = []
-    for t in thresholds:
-        acc_mask = conf >= t
-        n_acc = int(acc_mask.sum())
-        rows.append(
-            {
-                "threshold": float(t),
-                "accepted": n_acc,
-                "accepted_accuracy": float(correct[acc_mask].mean()) if n_acc else None,
-                "escalation_rate": round(1.0 - n_acc / len(y), 6),
-            }
-        )
-    return rows

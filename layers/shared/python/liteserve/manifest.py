@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import orjson
 
+from liteserve.manifest_schema import SERVING_FIELDS, check
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -71,7 +73,8 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Manifest:
-        """Parse an already-decoded manifest document."""
+        """Parse an already-decoded manifest document; InvalidManifest names a field serving cannot use."""
+        check(raw, SERVING_FIELDS)
         signatures = {
             sig_name: SignatureSpec(
                 name=sig_name,

@@ -1,0 +1,169 @@
+"""Small real models (and their data) for the packaging tests, made with TensorFlow: run in .venv-train.
+
+    python -m tests.packaging_models OUT_DIR
+
+writes, under OUT_DIR:
+- two_input/: `model.keras` (a classifier with an image input [n, 8, 8, 1] and a flat `meta` input [n, 3], dict output
+  `probabilities`), `data.npz` (image, meta, label) and `reference.npz` (the Keras model's probabilities);
+- diabetes/: `saved_model/` (a regression MLP on scikit-learn's diabetes data, input `features` [n, 10]) and
+  `data.csv` (the ten named columns + `target`);
+- scalar/: `saved_model/` (a tf.Module with its own variables, input `x` [n], output `y`) and `data.jsonl`;
+- two_signatures/: `saved_model/` (ExportArchive) and `module/` (tf.Module), each with `serving_default` -> score and
+  `hidden` -> h, and `data.npz`;
+- float_tflite/: `model.tflite` (the diabetes MLP converted to float TF Lite elsewhere) and `data.npz`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+from sklearn.datasets import load_diabetes
+
+
+def two_input(out: Path) -> None:
+    """A classifier reading an 8x8 one-channel image and three numbers; the class depends on both."""
+    rng = np.random.default_rng(1)
+    n = 600
+    top_bright = rng.random(n) < 0.5
+    image = rng.random((n, 8, 8, 1), dtype=np.float32) * 0.6
+    image[top_bright, :4] += 0.4
+    image[~top_bright, 4:] += 0.4
+    meta = rng.normal(size=(n, 3)).astype(np.float32)
+    meta[:, 0] += np.where(rng.random(n) < 0.5, 1.5, -1.5)
+    label = top_bright.astype(np.int64) + (meta[:, 0] > 0).astype(np.int64)
+    keras.utils.set_random_seed(1)
+    img_in = keras.Input(shape=(8, 8, 1), name="image")
+    meta_in = keras.Input(shape=(3,), name="meta")
+    h = keras.layers.Conv2D(4, 3, activation="relu")(img_in)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Concatenate()([h, meta_in])
+    h = keras.layers.Dense(16, activation="relu")(h)
+    probs = keras.layers.Dense(3, activation="softmax")(h)
+    model = keras.Model({"image": img_in, "meta": meta_in}, {"probabilities": probs})
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={"probabilities": "sparse_categorical_crossentropy"})
+    model.fit({"image": image, "meta": meta}, {"probabilities": label}, epochs=15, batch_size=32, verbose=0)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save(out / "model.keras")
+    np.savez(out / "data.npz", image=image, meta=meta, label=label)
+    ref = model.predict({"image": image, "meta": meta}, verbose=0)["probabilities"]
+    np.savez(out / "reference.npz", probabilities=ref)
+
+
+def diabetes(out: Path) -> keras.Model:
+    """A regression MLP on the diabetes data (ten named, scaled columns; target 25..346)."""
+    bunch = load_diabetes()
+    x = np.asarray(bunch.data, dtype=np.float32)
+    y = np.asarray(bunch.target, dtype=np.float32)
+    keras.utils.set_random_seed(2)
+    inp = keras.Input(shape=(x.shape[1],), name="features")
+    h = keras.layers.Dense(32, activation="relu")(inp)
+    h = keras.layers.Dense(16, activation="relu")(h)
+    score = keras.layers.Dense(1)(h)
+    model = keras.Model(inp, score)
+    model.compile(optimizer=keras.optimizers.Adam(2e-2), loss="mse")
+    model.fit(x, y, epochs=60, batch_size=32, verbose=0)
+    out.mkdir(parents=True, exist_ok=True)
+    model.export(str(out / "saved_model"), format="tf_saved_model", verbose=False)
+    with (out / "data.csv").open("w") as f:
+        f.write(",".join([*bunch.feature_names, "target"]) + "\n")
+        for row, t in zip(x, y, strict=True):
+            f.write(",".join(f"{v:.6f}" for v in row) + f",{t:g}\n")
+    return model
+
+
+class Scalar(tf.Module):
+    """y = w2 · relu(w1 x + b1) + b2 on one number per row, with its own variables."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(3)
+        self.w1 = tf.Variable(rng.normal(size=(1, 8)).astype(np.float32))
+        self.b1 = tf.Variable(rng.normal(size=(8,)).astype(np.float32))
+        self.w2 = tf.Variable(rng.normal(size=(8, 1)).astype(np.float32))
+        self.b2 = tf.Variable(np.float32(0.5))
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        h = tf.nn.relu(tf.matmul(x[:, None], self.w1) + self.b1)
+        return {"y": tf.reshape(tf.matmul(h, self.w2), [-1]) + self.b2}
+
+
+def scalar(out: Path) -> None:
+    """The scalar-input float model and 200 rows of `{"key", "x"}`."""
+    module = Scalar()
+    out.mkdir(parents=True, exist_ok=True)
+    tf.saved_model.save(module, str(out / "saved_model"), signatures={"serving_default": module.serve})
+    xs = np.linspace(-3, 3, 200)
+    with (out / "data.jsonl").open("w") as f:
+        for i, v in enumerate(xs):
+            f.write(json.dumps({"key": f"r{i}", "x": float(v)}) + "\n")
+
+
+class TwoSignatures(tf.Module):
+    """A tf.Module with two signatures over the same weights: `serving_default` (score) and `hidden` (activations)."""
+
+    def __init__(self) -> None:
+        rng = np.random.default_rng(4)
+        self.w1 = tf.Variable(rng.normal(size=(4, 8)).astype(np.float32))
+        self.w2 = tf.Variable(rng.normal(size=(8, 1)).astype(np.float32))
+
+    def _hidden(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.nn.relu(tf.matmul(x, self.w1))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def serve(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"score": tf.matmul(self._hidden(x), self.w2)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def hidden(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"h": self._hidden(x)}
+
+
+def two_signatures(out: Path) -> None:
+    """Two SavedModels with signatures `serving_default` (score) and `hidden` (h) and 200 rows of `x` as .npz:
+    `saved_model/` exported with keras.export.ExportArchive, `module/` a tf.Module the converter keeps only one
+    signature of."""
+    keras.utils.set_random_seed(4)
+    inp = keras.Input(shape=(4,), name="x")
+    h = keras.layers.Dense(8, activation="relu")(inp)
+    model = keras.Model(inp, [keras.layers.Dense(1)(h), h])
+    spec = [tf.TensorSpec([None, 4], tf.float32, name="x")]
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", lambda x: {"score": model(x)[0]}, input_signature=spec)
+    archive.add_endpoint("hidden", lambda x: {"h": model(x)[1]}, input_signature=spec)
+    out.mkdir(parents=True, exist_ok=True)
+    archive.write_out(str(out / "saved_model"), verbose=False)
+    module = TwoSignatures()
+    sigs = {"serving_default": module.serve, "hidden": module.hidden}
+    tf.saved_model.save(module, str(out / "module"), signatures=sigs)
+    np.savez(out / "data.npz", x=np.random.default_rng(5).normal(size=(200, 4)).astype(np.float32))
+
+
+def float_tflite(out: Path, diabetes_dir: Path) -> None:
+    """The diabetes SavedModel as a float .tflite, with its data as .npz."""
+    conv = tf.lite.TFLiteConverter.from_saved_model(str(diabetes_dir / "saved_model"))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model.tflite").write_bytes(conv.convert())
+    x = np.asarray(load_diabetes().data, dtype=np.float32)
+    np.savez(out / "data.npz", features=x)
+
+
+def main(out: Path) -> None:
+    """Make every model under `out`."""
+    two_input(out / "two_input")
+    diabetes(out / "diabetes")
+    scalar(out / "scalar")
+    two_signatures(out / "two_signatures")
+    float_tflite(out / "float_tflite", out / "diabetes")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
