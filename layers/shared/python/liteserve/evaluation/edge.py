@@ -13,21 +13,13 @@ from typing import Any
 
 import orjson
 
-from liteserve.errors import BadRequest
+from liteserve.evaluation.labels import parse_items
 from liteserve.evaluation.records import hour_path
+from liteserve.protocols import schemas
 
 EDGE_PREFIX = "predictions/edge/"
 MAX_RECORDS = 1000  # per POST /v1/edge/agreements
-_FIELDS = {
-    "key",
-    "edge_model",
-    "edge_class_id",
-    "edge_confidence",
-    "cloud_model",
-    "cloud_class_id",
-    "cloud_confidence",
-    "recorded_at",
-}
+_FIELDS = schemas.required(schemas.EDGE_RECORD)  # key, both models, classes, confidences, recorded_at
 
 
 def check_record(item: Any) -> dict[str, Any]:
@@ -61,22 +53,8 @@ def check_record(item: Any) -> dict[str, Any]:
 def parse_post(doc: Any) -> list[dict[str, Any]]:
     """A `POST /v1/edge/agreements` body (`{"records": [...]}` or a list) -> records; BadRequest names every bad one,
     and nothing is stored."""
-    if isinstance(doc, dict) and set(doc) == {"records"}:
-        doc = doc["records"]
-    if not isinstance(doc, list) or not doc:
-        raise BadRequest('body must be a non-empty JSON list of agreement records (or {"records": [...]})')
-    if len(doc) > MAX_RECORDS:
-        raise BadRequest(f"{len(doc)} records exceed the limit of {MAX_RECORDS} per request")
-    good, bad = [], []
-    for index, item in enumerate(doc):
-        try:
-            good.append(check_record(item))
-        except ValueError as err:
-            bad.append(f"record {index}: {err}")
-    if bad:
-        shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise BadRequest(f"{len(bad)} bad record(s), nothing stored: {shown}")
-    return good
+    shape = 'of agreement records (or {"records": [...]})'
+    return parse_items(doc, "records", MAX_RECORDS, check_record, shape, "record", "record")
 
 
 def edge_object(records: list[dict[str, Any]], now: float | None = None) -> tuple[str, bytes]:

@@ -8,10 +8,10 @@ import csv
 import gzip
 import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import orjson
@@ -26,6 +26,7 @@ LABELS_PREFIX = "labels/"
 ERRORS_PREFIX = "labels-errors/"
 MAX_POST_ITEMS = schemas.MAX_LABELS
 _LABEL_FIELDS = schemas.fields(schemas.LABEL)  # key, label
+T = TypeVar("T")
 MAX_LABEL_BYTES = 1024  # a class name or a number; keeps every item far below DynamoDB's 400 KB
 WRITE_BATCH = 5000  # labels stored per batch while a file streams in
 MAX_ERROR_RECORDS = 10_000  # bad lines listed one by one in a file's error record; the rest are counted
@@ -121,21 +122,29 @@ def parse_lines(name: str, lines: Iterable[tuple[int, bytes | None]]) -> Iterato
 
 def parse_post(doc: Any) -> list[Label]:
     """A `POST /v1/labels` body (a list of `{key, label}`) -> labels; BadRequest names every bad item."""
-    if isinstance(doc, dict) and set(doc) == {"labels"}:
-        doc = doc["labels"]
+    return parse_items(doc, "labels", MAX_POST_ITEMS, check_item, 'of {"key": ..., "label": ...}', "label", "item")
+
+
+def parse_items(
+    doc: Any, wrapper: str, limit: int, check: Callable[[Any], T], shape: str, noun: str, item: str
+) -> list[T]:
+    """An all-or-nothing POST body: a non-empty list (or `{wrapper: [...]}`) of at most `limit` items, each passed
+    through `check`; BadRequest names every bad one (`<item> <index>: reason`, the first 20) and nothing is kept."""
+    if isinstance(doc, dict) and set(doc) == {wrapper}:
+        doc = doc[wrapper]
     if not isinstance(doc, list) or not doc:
-        raise BadRequest('body must be a non-empty JSON list of {"key": ..., "label": ...}')
-    if len(doc) > MAX_POST_ITEMS:
-        raise BadRequest(f"{len(doc)} labels exceed the limit of {MAX_POST_ITEMS} per request")
+        raise BadRequest(f"body must be a non-empty JSON list {shape}")
+    if len(doc) > limit:
+        raise BadRequest(f"{len(doc)} {noun}s exceed the limit of {limit} per request")
     good, bad = [], []
-    for index, item in enumerate(doc):
+    for index, value in enumerate(doc):
         try:
-            good.append(check_item(item))
+            good.append(check(value))
         except ValueError as err:
-            bad.append(f"item {index}: {err}")
+            bad.append(f"{item} {index}: {err}")
     if bad:
         shown = "; ".join(bad[:20]) + (f"; and {len(bad) - 20} more" if len(bad) > 20 else "")
-        raise BadRequest(f"{len(bad)} bad label(s), nothing stored: {shown}")
+        raise BadRequest(f"{len(bad)} bad {noun}(s), nothing stored: {shown}")
     return good
 
 

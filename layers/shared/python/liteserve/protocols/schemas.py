@@ -380,7 +380,7 @@ LABELS_REQUEST: Schema = {
     ],
     "description": "All or nothing: one bad item refuses the request, naming every bad item.",
 }
-_EDGE_RECORD: Schema = {
+EDGE_RECORD: Schema = {
     "type": "object",
     "required": [
         "key",
@@ -404,7 +404,7 @@ _EDGE_RECORD: Schema = {
         "recorded_at": {"type": "number", "description": "epoch seconds on the device"},
     },
 }
-_EDGE_LIST: Schema = {"type": "array", "minItems": 1, "maxItems": 1000, "items": _EDGE_RECORD}
+_EDGE_LIST: Schema = {"type": "array", "minItems": 1, "maxItems": 1000, "items": EDGE_RECORD}
 EDGE_AGREEMENTS_REQUEST: Schema = {
     "anyOf": [
         _EDGE_LIST,
