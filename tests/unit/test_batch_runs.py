@@ -255,3 +255,19 @@ def test_the_cache_keeps_each_models_answer_and_the_keys_json_type(pipeline):
     ttl = pipeline.config.cache_ttl_seconds
     item = boto3.resource("dynamodb").Table(CACHE).get_item(Key={"key": 'digits#"1"'})["Item"]
     assert time.time() + ttl - 60 < int(item["expires_at"]) <= time.time() + ttl  # the configured TTL
+
+
+def test_a_source_deleted_while_planned_fails_its_run_with_the_reason(pipeline, monkeypatch):
+    lines, _, _ = make_rows(200)
+    put("incoming/gone.jsonl", body(lines))
+    real_stream = pipeline.store.stream
+
+    def delete_mid_stream(key, **kw):
+        chunks = real_stream(key, **kw)
+        boto3.client("s3").delete_object(Bucket=BUCKET, Key=key)
+        yield from chunks
+
+    monkeypatch.setattr(pipeline.store, "stream", delete_mid_stream)
+    summary = pipeline.split("incoming/gone.jsonl")
+    assert summary["failed"] == "incoming/gone.jsonl was deleted while it was planned", summary
+    assert manifest("gone.jsonl")["state"] == "FAILED"

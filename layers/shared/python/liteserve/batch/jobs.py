@@ -220,8 +220,11 @@ class Pipeline:
             self.store.delete([results_prefix(job_id) + "_SUCCESS", results_prefix(job_id) + "_FAILED"])
         try:
             shards = self._plan(source_key, job, kind, gz, options, sig)
-        except SourceChanged:  # replaced while planning: the newer drop's notification starts the next run
-            return {"job_id": job_id, "run": job.run, "superseded": True}
+        except SourceChanged:
+            if self.store.exists(source_key):  # replaced while planning: the newer drop's notification starts a run
+                return {"job_id": job_id, "run": job.run, "superseded": True}
+            reason = f"{source_key} was deleted while it was planned"  # no later drop will supersede this run
+            return self._refuse(job_id, pin, source_key, reason, drop, job=job)
         except PlanningError as err:
             return self._refuse(job_id, pin, source_key, str(err), drop, job=job)
         planned = self.jobs.planned(job_id, job.run, len(shards))
