@@ -215,8 +215,9 @@ class RowFormat:
         return rows
 
     def _key_too_long(self, key: Key) -> str | None:
+        """Called only with `max_key_bytes` set (the callers test it first: this runs once per row)."""
         size = len(orjson.dumps(key))
-        if self.max_key_bytes is not None and size > self.max_key_bytes:
+        if size > self.max_key_bytes:  # type: ignore[operator]
             return f"key takes {size} bytes as JSON; the results cache keeps keys of at most {self.max_key_bytes} here"
         return None
 

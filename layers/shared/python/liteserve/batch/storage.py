@@ -93,10 +93,6 @@ class ObjectStore:
         pages = self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
-    def delete_prefix(self, prefix: str) -> None:
-        """Delete every object under a prefix."""
-        self.delete(self.keys(prefix))
-
     def delete(self, keys: list[str]) -> None:
         """Delete exactly these objects (missing ones are no error)."""
         for start in range(0, len(keys), 1000):
