@@ -7,7 +7,6 @@ EventBridge.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import time
@@ -334,10 +333,8 @@ class Evaluator:
         hour = window.start - window.start % 3600
         while hour <= window.end:
             for key in self.store.keys(f"{EDGE_PREFIX}{hour_path(hour)}/"):
-                for line in gzip.decompress(self.store.read(key)).splitlines():
-                    rec = orjson.loads(line)
-                    if window.start <= rec["time"] <= window.end:
-                        records.append(rec)
+                got, _ = read_object(self.store.read(key), self.signatures, self.config.key_field)
+                records.extend(r for r in got if window.start <= r["time"] <= window.end)
             hour += 3600
         return records
 
