@@ -247,3 +247,17 @@ def test_ledger_decides_as_a_full_parse_of_every_row(seed):
     # which a worker reports with their own error whatever the ledger says
     assert {line: first for line, first in found.items() if line in valid} == reference
     assert ledger.reparsed <= len(shards)
+
+
+def test_record_inputs_reads_new_and_legacy_records() -> None:
+    from liteserve.evaluation.records import record_inputs
+
+    assert record_inputs({"inputs": {"image": [[1]], "meta": [1, 2]}}, ["image", "meta"]) == {
+        "image": [[1]],
+        "meta": [1, 2],
+    }
+    assert record_inputs({"x": [1, 2]}, ["features"]) == {"features": [1, 2]}
+    with pytest.raises(ValueError, match="signature has 2"):
+        record_inputs({"x": [1, 2]}, ["image", "meta"])
+    with pytest.raises(ValueError, match="no inputs"):
+        record_inputs({"key": "k"}, ["x"])

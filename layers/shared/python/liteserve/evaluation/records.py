@@ -1,4 +1,8 @@
-"""Per-key prediction records: `{key, time, model, version, signature, source, x, outputs}`.
+"""Per-key prediction records: `{key, time, model, version, signature, source, inputs, outputs}`.
+
+`inputs` maps each of the signature's input names to this instance's value (a number or nested list). Records
+written before multi-input support carry `x` (the signature's only input) instead; read any record's inputs with
+`record_inputs`.
 
 Online records come from prediction-log lines (`liteserve.predlog`), decoded with the same protocol codecs that
 served them; batch records are written by the batch worker, one gzip JSONL object per shard, already per key.
@@ -8,7 +12,7 @@ from __future__ import annotations
 
 import gzip
 import time as _time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -54,6 +58,20 @@ class _SpecSource:
 
     def signature(self, name: str | None) -> SignatureSpec:
         return self.manifest.signatures[name or DEFAULT_SIGNATURE]
+
+
+def record_inputs(record: dict[str, Any], input_names: Sequence[str]) -> dict[str, Any]:
+    """The record's inputs by name: its `inputs`, or a legacy `x` under the signature's only input name.
+
+    Raises ValueError when the record has neither, or a legacy `x` for a signature with several inputs."""
+    inputs = record.get("inputs")
+    if isinstance(inputs, dict):
+        return inputs
+    if "x" in record:
+        if len(input_names) != 1:
+            raise ValueError(f"record has one input `x` but the signature has {len(input_names)}: {list(input_names)}")
+        return {input_names[0]: record["x"]}
+    raise ValueError("record has no inputs")
 
 
 def parse_line(line: str | bytes, signatures: Signatures, key_field: str = "key") -> list[dict[str, Any]]:
