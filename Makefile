@@ -5,6 +5,8 @@ VENV := .venv
 SAMVENV := .venv-sam
 TRAINVENV := .venv-train
 LINTVENV := .venv-lint
+UVVENV := .venv-uv
+UV := $(UVVENV)/bin/uv
 BIN := $(VENV)/bin
 export AWS_DEFAULT_REGION ?= us-east-1
 export AWS_REGION ?= $(AWS_DEFAULT_REGION)
@@ -13,31 +15,55 @@ export SAM_CLI_TELEMETRY := 0
 MODEL_NAMES := digits digits-edge digits-cloud
 MODEL_FILES := $(foreach m,$(MODEL_NAMES),layers/model/models/$(m)/model.tflite layers/model/models/$(m)/manifest.json)
 
-.PHONY: package-model promotion training-source help venv sam-venv lint-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench projection load openapi retrain-interval clean
+.PHONY: package-model promotion training-source help venv sam-venv lint-venv train-venv model lint sam-check unit integration test demo up down status invoke-schedule logs bench projection load openapi retrain-interval clean lock
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: requirements/dev.txt layers/runtime/requirements.txt pyproject.toml edge/pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -r requirements/dev.txt -e . -e edge
+# Every environment installs from a hashed lock (requirements/*.txt, layers/runtime/requirements.txt) with uv, which
+# itself comes from a hashed lock into .venv-uv via the interpreter's own pip: nothing global is assumed but $(PY).
+# `uv pip sync` makes a venv exactly its lock (it removes what the lock does not list) and checks every file's hash.
+$(UV): requirements/uv.txt
+	test -x $(UVVENV)/bin/python || $(PY) -m venv $(UVVENV)
+	$(UVVENV)/bin/pip install -q --disable-pip-version-check --require-hashes -r requirements/uv.txt
 	touch $@
 
-$(SAMVENV)/.stamp: requirements/sam.txt
-	test -x $(SAMVENV)/bin/python || $(PY) -m venv $(SAMVENV)
-	$(SAMVENV)/bin/pip install -q -r requirements/sam.txt
+SYNC = $(UV) pip sync --quiet --require-hashes --python
+define make-venv
+	test -x $(1)/bin/python || $(UV) venv --quiet --no-python-downloads --python $(PY) $(1)
+endef
+
+# The editable installs (-e . -e edge) build with the lock's setuptools (no build isolation) and add no dependencies.
+$(VENV)/.stamp: requirements/dev.txt pyproject.toml edge/pyproject.toml | $(UV)
+	$(call make-venv,$(VENV))
+	$(SYNC) $(BIN)/python requirements/dev.txt
+	$(UV) pip install --quiet --python $(BIN)/python --no-deps --no-build-isolation -e . -e edge
 	touch $@
 
-$(LINTVENV)/.stamp: requirements/lint.txt
-	test -x $(LINTVENV)/bin/python || $(PY) -m venv $(LINTVENV)
-	$(LINTVENV)/bin/pip install -q -r requirements/lint.txt
+$(SAMVENV)/.stamp: requirements/sam.txt | $(UV)
+	$(call make-venv,$(SAMVENV))
+	$(SYNC) $(SAMVENV)/bin/python requirements/sam.txt
 	touch $@
 
-$(TRAINVENV)/.stamp: requirements/train.txt
-	test -x $(TRAINVENV)/bin/python || $(PY) -m venv $(TRAINVENV)
-	$(TRAINVENV)/bin/pip install -q -r requirements/train.txt
+$(LINTVENV)/.stamp: requirements/lint.txt | $(UV)
+	$(call make-venv,$(LINTVENV))
+	$(SYNC) $(LINTVENV)/bin/python requirements/lint.txt
 	touch $@
+
+# TensorFlow (~1.8 GB): only the targets that train, package or run the retraining build depend on it.
+$(TRAINVENV)/.stamp: requirements/train.txt | $(UV)
+	$(call make-venv,$(TRAINVENV))
+	$(SYNC) $(TRAINVENV)/bin/python requirements/train.txt
+	touch $@
+
+# Locks for Python 3.11 on Linux x86_64 (CI, the retraining build); the layer's for Lambda (manylinux2014 wheels only,
+# as layers/runtime/Makefile installs them). Each lists every distribution's hashes of the pinned versions.
+LOCK = $(UV) pip compile --quiet --generate-hashes --python-version 3.11 --custom-compile-command "make lock"
+lock: $(UV) ## re-resolve every lock from its .in file (after editing requirements/*.in or layers/runtime/requirements.in)
+	$(LOCK) --python-platform x86_64-manylinux_2_17 --only-binary :all: \
+	  layers/runtime/requirements.in -o layers/runtime/requirements.txt
+	for env in uv dev sam lint train; do \
+	  $(LOCK) --python-platform x86_64-manylinux_2_28 requirements/$$env.in -o requirements/$$env.txt || exit 1; done
 
 venv: $(VENV)/.stamp ## dev/test venv (.venv)
 sam-venv: $(SAMVENV)/.stamp ## SAM CLI venv (.venv-sam)
@@ -87,8 +113,10 @@ integration: venv train-venv $(MODEL_FILES) ## integration tests on the local cl
 test: venv train-venv $(MODEL_FILES) lint sam-check ## everything CI runs
 	$(BIN)/python -m pytest tests
 
-up: venv train-venv $(MODEL_FILES) ## start the local cloud in the background (retraining builds run in .venv-train)
-	$(BIN)/localcloud up
+# Serving needs no TensorFlow: a retraining build creates .venv-train if missing, and its buildspec's install phase
+# fills it from requirements/train.txt, as CodeBuild would (minutes, once).
+up: venv $(MODEL_FILES) ## start the local cloud in the background (retraining builds run in .venv-train)
+	LOCALCLOUD_BUILD_VENV=$(abspath $(TRAINVENV)) $(BIN)/localcloud up
 
 down: venv ## stop the local cloud
 	$(BIN)/localcloud down
@@ -130,5 +158,6 @@ training-source: train-venv ## after `sam deploy`: upload the retraining build's
 	$(TRAINVENV)/bin/python -m training.source --bucket $$($(TRAINVENV)/bin/python -c "import boto3; \
 	  print('$(or $(STACK),liteserve-dev)-data-' + boto3.client('sts').get_caller_identity()['Account'])")
 
-clean: ## remove build output and local state (keeps venvs)
-	rm -rf .aws-sam .localcloud
+clean: ## remove everything made here: the venvs, build output, local-cloud state, caches (committed models stay)
+	rm -rf $(VENV) $(SAMVENV) $(LINTVENV) $(TRAINVENV) $(UVVENV) .aws-sam .localcloud bench/.cache \
+	  .pytest_cache .ruff_cache .hypothesis *.egg-info edge/*.egg-info

@@ -12,6 +12,7 @@ import logging
 import os
 import shlex
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -153,6 +154,11 @@ class BuildRunner:
             with open(self.log_path, "ab") as out:
                 out.write(f"[Container] {time.strftime('%Y/%m/%d %H:%M:%S')} build {build_id} starting\n".encode())
                 out.flush()
+                if not (self.venv / "bin" / "python").exists():
+                    # Empty, with pip: the install phase fills it as on CodeBuild, instead of installing into this venv.
+                    out.write(f"[Container] creating the build venv {self.venv}\n".encode())
+                    out.flush()
+                    subprocess.run([sys.executable, "-m", "venv", str(self.venv)], check=True, stdout=out, stderr=out)
                 try:
                     proc = subprocess.run(
                         ["bash", "-c", _script(p.buildspec)],
@@ -204,12 +210,11 @@ class BuildRunner:
 
 
 def default_build_venv(base_dir: Path) -> Path:
-    """The venv builds run in: ``LOCALCLOUD_BUILD_VENV``, else ``<template dir>/.venv-train``, else this one."""
+    """The venv builds run in: ``LOCALCLOUD_BUILD_VENV`` (created by the first build if missing), else
+    ``<template dir>/.venv-train``, else this one."""
     if os.environ.get("LOCALCLOUD_BUILD_VENV"):
         return Path(os.environ["LOCALCLOUD_BUILD_VENV"]).resolve()
     train = base_dir / ".venv-train"
     if (train / "bin" / "python").exists():
         return train
-    import sys
-
     return Path(sys.prefix)
