@@ -11,10 +11,11 @@ import contextlib
 import json
 import os
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,14 +39,16 @@ class Demo:
     results: list[tuple[str, bool, float, str]] = field(default_factory=list)
 
     @contextlib.contextmanager
-    def step(self, title: str) -> Iterator[list[str]]:
-        """Run one step; append short notes to the yielded list to show them next to the result."""
+    def step(self, title: str, detail: Callable[[], str] | None = None, ticker: bool = True) -> Iterator[list[str]]:
+        """Run one step; append short notes to the yielded list to show them next to the result. A step running longer
+        than a few seconds prints its elapsed time (and `detail()`) as it goes, unless it shows its own (`ticker`)."""
         n = len(self.results) + 1
         print(f"[{n}] {title} ...", flush=True)
         notes: list[str] = []
         t0 = time.perf_counter()
         try:
-            yield notes
+            with ticking(detail) if ticker else contextlib.nullcontext():
+                yield notes
         except Exception as exc:  # a failed step is reported, and the demo goes on with the next one
             dt = time.perf_counter() - t0
             self.results.append((title, False, dt, f"{type(exc).__name__}: {exc}"))
@@ -62,6 +65,43 @@ class Demo:
         for title, passed, dt, note in self.results:
             print(f"  {'PASS' if passed else 'FAIL'}  {dt:6.2f} s  {title}{'  — ' + note if note else ''}")
         return 0 if self.results and ok == len(self.results) else 1
+
+
+@contextlib.contextmanager
+def ticking(detail: Callable[[], str] | None = None, after: float = 3.0) -> Iterator[None]:
+    """While the block runs past `after` seconds, print its elapsed time and `detail()` every 5 s (15 s when piped)."""
+    stop = threading.Event()
+    t0 = time.perf_counter()
+    every = 5.0 if sys.stdout.isatty() else 15.0
+
+    def tick() -> None:
+        wait = after
+        while not stop.wait(wait):
+            try:
+                text = detail() if detail else ""
+            except Exception as exc:  # progress must never fail the step
+                text = f"({type(exc).__name__})"
+            print(f"      ... {time.perf_counter() - t0:.0f} s{'  ' + text if text else ''}", flush=True)
+            wait = every
+
+    thread = threading.Thread(target=tick, name="demo-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def last_line(path: Path, width: int = 100) -> str:
+    """The last non-empty line of a growing log file (its tail only), cut to `width` characters."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 4096))
+            lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines() if ln.strip()]
+    except FileNotFoundError:
+        return ""
+    return lines[-1][:width] if lines else ""
 
 
 @dataclass(frozen=True)
@@ -197,7 +237,8 @@ def batch(demo: Demo, lc: LocalCloud, x: Any, y: Any, rows: int = 20_000) -> dic
             continue
         keys[key] = int(y[i % len(x)])
         lines.append(orjson.dumps({"key": key, "x": x[i % len(x)].tolist()}))
-    with demo.step(f"batch: drop incoming/demo-scores.jsonl ({rows} keyed rows, 1 % malformed), wait") as notes:
+    title = f"batch: drop incoming/demo-scores.jsonl ({rows} keyed rows, 1 % malformed), wait"
+    with demo.step(title, ticker=False) as notes:  # it draws its own progress bar
         s3.put_object(Bucket=bucket, Key="incoming/demo-scores.jsonl", Body=b"\n".join(lines) + b"\n")
         deadline = time.monotonic() + 180
         job: dict[str, Any] = {}
@@ -333,7 +374,11 @@ def _registry(lc: LocalCloud, key: str) -> Any:
 
 def retraining(demo: Demo, lc: LocalCloud, x: Any, y: Any) -> None:
     """RetrainRequested -> the retraining build -> candidate -> holdout gate -> canary -> promotion."""
-    with demo.step("retraining: RetrainRequested -> CodeBuild project (local, .venv-train) -> candidate") as notes:
+    build_log = lc.builds["RetrainProject"].log_path
+    with demo.step(
+        "retraining: RetrainRequested -> CodeBuild project (local, .venv-train) -> candidate",
+        detail=lambda: f"build log: {last_line(build_log)}",
+    ) as notes:
         deadline = time.monotonic() + 900
         while True:
             done = [b for b in lc.status()["builds"]["RetrainProject"] if b.get("status") not in (None, "IN_PROGRESS")]
@@ -432,16 +477,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     print("starting the local cloud (moto server, resources from the template, functions, HTTP API) ...", flush=True)
     try:
-        lc = LocalCloud(
-            args.template,
-            state_dir=args.state_dir,
-            api_port=args.api_port,
-            moto_port=args.moto_port,
-            schedules=False,
-            log_subscriptions=True,
-            # ~7 shards for the demo's 20 000 rows, to watch them fan out; a 50 % canary judged on 100 labelled rows.
-            parameters={"ShardBytes": "1048576", "CanaryWeight": "0.5", "CanaryMinLabelled": "100"},
-        ).start()
+        with ticking():  # the first start compiles and provisions for several seconds
+            lc = LocalCloud(
+                args.template,
+                state_dir=args.state_dir,
+                api_port=args.api_port,
+                moto_port=args.moto_port,
+                schedules=False,
+                log_subscriptions=True,
+                # ~7 shards for the demo's 20 000 rows to watch fan out; a 50 % canary judged on 100 labelled rows.
+                parameters={"ShardBytes": "1048576", "CanaryWeight": "0.5", "CanaryMinLabelled": "100"},
+            ).start()
     except Exception as exc:
         print(f"error: the local cloud did not start: {exc}", file=sys.stderr)
         return 1
