@@ -158,6 +158,7 @@ training-source: train-venv ## after `sam deploy`: upload the retraining build's
 	$(TRAINVENV)/bin/python -m training.source --bucket $$($(TRAINVENV)/bin/python -c "import boto3; \
 	  print('$(or $(STACK),liteserve-dev)-data-' + boto3.client('sts').get_caller_identity()['Account'])")
 
-clean: ## remove everything made here: the venvs, build output, local-cloud state, caches (committed models stay)
+clean: ## stop the local cloud; remove the venvs, build output, local-cloud state, caches (committed models stay)
+	if [ -x $(BIN)/localcloud ]; then $(BIN)/localcloud down >/dev/null 2>&1 || true; fi
 	rm -rf $(VENV) $(SAMVENV) $(LINTVENV) $(TRAINVENV) $(UVVENV) .aws-sam .localcloud bench/.cache \
 	  .pytest_cache .ruff_cache .hypothesis *.egg-info edge/*.egg-info
