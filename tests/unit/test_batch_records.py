@@ -11,6 +11,7 @@ from liteserve.batch.records import RowFormat
 from liteserve.manifest import TensorSpec
 
 SPEC = TensorSpec("x", "float32", (-1, 3))
+INPUTS = {"x": SPEC}
 JSONL = RowFormat("jsonl")
 
 
@@ -20,7 +21,8 @@ def jsonl(*rows) -> bytes:
 
 def test_valid_rows_keep_order_and_line_numbers():
     data = jsonl({"key": "a", "x": [1, 2, 3]}, {"key": 7, "x": [0.5, 0, 1]})
-    rows, values = JSONL.parse(data, 10, SPEC)
+    rows, batches = JSONL.parse(data, 10, INPUTS)
+    values = batches["x"]
     assert rows.lines == [10, 11]
     assert rows.keys == ["a", 7]
     assert values.dtype.name == "float32"
@@ -47,7 +49,8 @@ def test_valid_rows_keep_order_and_line_numbers():
 )
 def test_each_bad_line_is_reported_and_neighbours_survive(line, error):
     data = jsonl({"key": "a", "x": [1, 2, 3]}, line, {"key": "c", "x": [3, 2, 1]})
-    rows, values = JSONL.parse(data, 1, SPEC)
+    rows, batches = JSONL.parse(data, 1, INPUTS)
+    values = batches["x"]
     assert rows.keys == ["a", "c"]
     assert rows.lines == [1, 3]
     assert values.shape == (2, 3)
@@ -61,7 +64,8 @@ def test_many_bad_rows_in_one_sub_batch():
     lines = [orjson.dumps(r) for r in good]
     for i in range(0, 200, 7):
         lines[i] = orjson.dumps({"key": f"k{i}", "x": [i, "bad", i]})
-    rows, values = JSONL.parse(b"\n".join(lines), 1, SPEC)
+    rows, batches = JSONL.parse(b"\n".join(lines), 1, INPUTS)
+    values = batches["x"]
     bad = {i + 1 for i in range(0, 200, 7)}
     assert {e["line"] for e in rows.errors} == bad
     assert all(e["key"] == f"k{e['line'] - 1}" for e in rows.errors)
@@ -70,7 +74,7 @@ def test_many_bad_rows_in_one_sub_batch():
 
 
 def test_blank_lines_and_crlf():
-    rows, _ = JSONL.parse(b'{"key":"a","x":[1,2,3]}\r\n\r\n{"key":"b","x":[1,2,3]}', 5, SPEC)
+    rows, _ = JSONL.parse(b'{"key":"a","x":[1,2,3]}\r\n\r\n{"key":"b","x":[1,2,3]}', 5, INPUTS)
     assert rows.lines == [5, 7]
     assert rows.errors == []
 
@@ -78,7 +82,8 @@ def test_blank_lines_and_crlf():
 def test_csv_rows():
     fmt = RowFormat("csv", header=("id", "f0", "key", "f2"))
     data = b"1,0.5,a,2\n2,x,b,2\n3,1,c\n4,nan,d,1\n,1,,1\n5,1,e,1e39\n6,0,f,1\n"
-    rows, values = fmt.parse(data, 2, SPEC)
+    rows, batches = fmt.parse(data, 2, INPUTS)
+    values = batches["x"]
     assert rows.keys == ["a", "f"]
     assert values.tolist() == [[1, 0.5, 2], [6, 0, 1]]
     errors = {e["line"]: e["error"] for e in rows.errors}
@@ -123,7 +128,7 @@ def test_ledger_marks_later_valid_duplicates_only():
         {"key": "b", "x": [1, 2, 3]},
         {"key": "a", "x": [4, 5, 6]},  # duplicate of line 2
     )
-    ledger = KeyLedger(JSONL, SPEC)
+    ledger = KeyLedger(JSONL, INPUTS)
     first, second = list(cut_shards([data], len(data) // 2))
     ledger.scan(first)
     ledger.scan(second)
@@ -157,7 +162,7 @@ ODD_LINES = [
 
 def reference_duplicates(data: bytes, first_line: int = 1) -> dict[int, int]:
     """What the ledger must decide: parse every row, the first valid occurrence of a key wins."""
-    rows, _ = JSONL.parse(data, first_line, SPEC)
+    rows, _ = JSONL.parse(data, first_line, INPUTS)
     first: dict = {}
     duplicates = {}
     for line, key in zip(rows.lines, rows.keys, strict=True):
@@ -171,7 +176,7 @@ def test_keys_agree_with_the_full_parse_on_every_valid_line():
     for escapes in (False, True):  # a backslash anywhere in the chunk turns the fast path off
         lines = ODD_LINES if escapes else [line for line in ODD_LINES if b"\\" not in line]
         data = b"\n".join(lines) + b"\n"
-        rows, _ = JSONL.parse(data, 1, SPEC)
+        rows, _ = JSONL.parse(data, 1, INPUTS)
         keys = dict(JSONL.keys(data, 1))
         assert all(keys[line] == key for line, key in zip(rows.lines, rows.keys, strict=True))
         errors = {e["line"] for e in rows.errors}
@@ -182,7 +187,7 @@ def test_keys_agree_with_the_full_parse_on_every_valid_line():
 def test_csv_keys_agree_with_the_full_parse():
     fmt = RowFormat("csv", header=("id", "f0", "key", "f2"))
     data = b'1,0.5,a,2\n2,x,b,2\n3,1,c\n4,1,"a",1\n,1,,1\n5,1,"d,e",1\r\n6,"1,2",f,1\n7,1,"g\n'
-    rows, _ = fmt.parse(data, 2, SPEC)
+    rows, _ = fmt.parse(data, 2, INPUTS)
     keys = dict(fmt.keys(data, 2))
     assert [keys[line] for line in rows.lines] == rows.keys
     assert keys == {2: "a", 3: "b", 5: "a", 7: "d,e", 8: "f"}  # line 8 reads its key; its input is bad
@@ -192,7 +197,7 @@ def test_a_file_without_repeated_keys_is_never_parsed(monkeypatch):
     calls = []
     monkeypatch.setattr(RowFormat, "parse", lambda *args: calls.append(args))
     data = jsonl(*[{"key": f"k{i}", "x": [i, i, "bad" if i % 5 == 0 else i]} for i in range(50)])
-    ledger = KeyLedger(JSONL, SPEC, reread=lambda *_: pytest.fail("no shard is read again"))
+    ledger = KeyLedger(JSONL, INPUTS, reread=lambda *_: pytest.fail("no shard is read again"))
     for shard in cut_shards([data], 200):
         ledger.scan(shard)
         assert shard.duplicates == {}
@@ -213,7 +218,7 @@ def test_an_invalid_first_occurrence_in_an_earlier_shard_is_read_again_once():
         reads.append(index)
         return data[start : end + 1]
 
-    ledger = KeyLedger(JSONL, SPEC, reread)
+    ledger = KeyLedger(JSONL, INPUTS, reread)
     for shard in shards:
         ledger.scan(shard)
     found = {line: first for s in shards for line, first in s.duplicates.items()}
@@ -237,11 +242,11 @@ def test_ledger_decides_as_a_full_parse_of_every_row(seed):
     data = b"\n".join(lines) + b"\n"
     chunks = [data[i : i + 97] for i in range(0, len(data), 97)]
     shards = list(cut_shards(chunks, rng.choice((64, 300, 2000)), first_line=1))
-    ledger = KeyLedger(JSONL, SPEC, lambda index, start, end: data[start : end + 1])
+    ledger = KeyLedger(JSONL, INPUTS, lambda index, start, end: data[start : end + 1])
     for shard in shards:
         ledger.scan(shard)
     reference = reference_duplicates(data)
-    valid = set(JSONL.parse(data, 1, SPEC)[0].lines)
+    valid = set(JSONL.parse(data, 1, INPUTS)[0].lines)
     found = {line: first for s in shards for line, first in s.duplicates.items()}
     # every repeat of a valid row is found and named by its first valid occurrence; the rest are invalid lines,
     # which a worker reports with their own error whatever the ledger says
