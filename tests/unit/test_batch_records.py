@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+import re
 
 import orjson
 import pytest
 from liteserve.batch.plan import KeyLedger, cut_shards, read_header
-from liteserve.batch.records import RowFormat
+from liteserve.batch.records import RowFormat, csv_columns, input_fields
 from liteserve.manifest import TensorSpec
 
 SPEC = TensorSpec("x", "float32", (-1, 3))
@@ -266,3 +267,92 @@ def test_record_inputs_reads_new_and_legacy_records() -> None:
         record_inputs({"x": [1, 2]}, ["image", "meta"])
     with pytest.raises(ValueError, match="no inputs"):
         record_inputs({"key": "k"}, ["x"])
+
+
+# ---------------------------------------------------------------- several named inputs
+
+TWO = {"image": TensorSpec("image", "float32", (-1, 2, 2, 1)), "meta": TensorSpec("meta", "float32", (-1, 3))}
+
+
+def image(v: float) -> list:
+    return [[[v], [v]], [[v], [v]]]
+
+
+def test_jsonl_rows_with_two_named_inputs_keep_each_batch_aligned():
+    data = jsonl(
+        {"key": "a", "image": image(1), "meta": [1, 2, 3]},
+        {"key": "b", "meta": [1, 2, 3]},  # missing image
+        {"key": "c", "image": image(3), "meta": [3, 3]},  # meta too short
+        {"key": "d", "image": image(4), "meta": [4, 5, 6], "label": "x"},  # extra fields are not inputs
+        {"key": "e", "image": [[[1]]], "meta": [1, 2, "3"]},  # both bad: the first input's reason
+        {"key": "f", "image": image(6), "meta": [6, True, 6]},
+    )
+    rows, batches = RowFormat("jsonl").parse(data, 1, TWO)
+    assert rows.keys == ["a", "d"] and rows.lines == [1, 4]
+    assert batches["image"].shape == (2, 2, 2, 1) and batches["image"][:, 0, 0, 0].tolist() == [1, 4]
+    assert batches["meta"].tolist() == [[1, 2, 3], [4, 5, 6]]
+    errors = {e["line"]: (e["key"], e["error"]) for e in rows.errors}
+    assert errors[2] == ("b", "missing input field 'image'")
+    assert errors[3] == ("c", "input 'meta' expected 3 values, got 2")
+    assert errors[5][1].startswith("input 'image' expected 2 values")
+    assert errors[6] == ("f", "input 'meta' expected a number, got bool True")
+
+
+def test_input_field_option_maps_inputs_to_fields():
+    assert input_fields("", TWO) == ()
+    fmt = RowFormat("jsonl", fields=input_fields("image=img, meta = m", TWO))
+    data = jsonl({"key": "a", "img": image(1), "m": [1, 2, 3]}, {"key": "b", "img": image(2), "meta": [1, 2, 3]})
+    rows, batches = fmt.parse(data, 1, TWO)
+    assert rows.keys == ["a"] and batches["meta"].tolist() == [[1, 2, 3]]
+    assert rows.errors == [{"line": 2, "key": "b", "error": "missing input field 'm'"}]
+    rows, _ = fmt.parse(jsonl({"key": "c", "img": image(1), "m": [1, 2]}), 7, TWO)
+    assert rows.errors[0]["error"] == "field 'm' (input 'meta') expected 3 values, got 2"
+    assert input_fields("pixels", INPUTS) == (("x", "pixels"),)  # one input: a bare field name
+    for option, fragment in [
+        ("img", "names one field, but the signature has inputs ['image', 'meta']"),
+        ("image=img,other=o", "'other' is not an input"),
+        ("image=", "is not `input=field`"),
+        ("image=a,meta=a", "two inputs read the same field"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            input_fields(option, TWO)
+
+
+DIABETES = ["age", "sex", "bmi", "bp"]
+FEATURES = {"features": TensorSpec("features", "float32", (-1, 4))}
+
+
+def test_csv_named_columns_in_any_order_with_extra_columns_ignored():
+    header = ("bp", "target", "key", "sex", "age", "bmi")
+    columns = csv_columns(header, "key", FEATURES, {"features": DIABETES})
+    assert columns == (("features", (4, 3, 5, 0)),)
+    fmt = RowFormat("csv", header=header, columns=columns)
+    data = b"4,100,a,2,1,3\n8,100,b,6,5,x\n12,,c,10,9,11\n"
+    rows, batches = fmt.parse(data, 2, FEATURES)
+    assert rows.keys == ["a", "c"]
+    assert batches["features"].tolist() == [[1, 2, 3, 4], [9, 10, 11, 12]]  # age, sex, bmi, bp
+    assert rows.errors == [{"line": 3, "key": "b", "error": "input 'features' column 'bmi' is not a number: 'x'"}]
+
+
+def test_csv_columns_of_a_scalar_input_and_of_two_inputs():
+    scalar = {"x": TensorSpec("x", "float32", (-1,))}
+    columns = csv_columns(("note", "x", "key"), "key", scalar, {})
+    rows, batches = RowFormat("csv", header=("note", "x", "key"), columns=columns).parse(b"n,1.5,a\nn,,b\n", 2, scalar)
+    assert batches["x"].tolist() == [1.5] and rows.errors[0]["line"] == 3
+    two = {"a": TensorSpec("a", "float32", (-1, 2)), "b": TensorSpec("b", "float32", (-1,))}
+    header = ("b", "a1", "key", "a0")
+    columns = csv_columns(header, "key", two, {"a": ["a0", "a1"]})
+    rows, batches = RowFormat("csv", header=header, columns=columns).parse(b"3,2,k,1\n", 2, two)
+    assert batches["a"].tolist() == [[1, 2]] and batches["b"].tolist() == [3]
+
+
+def test_csv_columns_refusals_name_what_is_missing():
+    assert csv_columns(("key", "f0", "f1", "f2", "f3"), "key", FEATURES, {"features": DIABETES}) is None  # by position
+    with pytest.raises(ValueError, match=re.escape("input 'features' needs column(s) ['bp']")):
+        csv_columns(("key", "age", "sex", "bmi", "target"), "key", FEATURES, {"features": DIABETES})
+    with pytest.raises(ValueError, match=re.escape("input 'image' has shape [-1, 2, 2, 1]")):
+        csv_columns(("key", "m0"), "key", TWO, {"meta": ["m0", "m1", "m2"]})
+    with pytest.raises(ValueError, match=re.escape("no feature columns for input(s) ['a']")):
+        csv_columns(
+            ("key", "b"), "key", {"a": TensorSpec("a", "float32", (-1, 2)), "b": TensorSpec("b", "float32", (-1,))}, {}
+        )

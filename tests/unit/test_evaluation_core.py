@@ -85,7 +85,9 @@ def test_batch_objects_are_deterministic_and_read_back():
     outputs = {"class_id": np.array([1, 2, 3]), "probabilities": np.eye(3, dtype=np.float32)}
     name, body = batch_object("a/b", 4, T0, "digits", "1", "serving_default", ["k0", "k1", "k2"], {"x": x}, outputs)
     assert name == "predictions/batch/2026/11/28/03/a%2Fb-part-00004.jsonl.gz"
-    assert batch_object("a/b", 4, T0, "digits", "1", "serving_default", ["k0", "k1", "k2"], {"x": x}, outputs)[1] == body
+    assert (
+        batch_object("a/b", 4, T0, "digits", "1", "serving_default", ["k0", "k1", "k2"], {"x": x}, outputs)[1] == body
+    )
     records, bad = read_object(body + gzip.compress(b"not json\n"), Signatures(MODEL_ROOT))
     assert bad == 1 and len(records) == 3  # two gzip members: the second is read too
     records, bad = read_object(gzip.decompress(body) + b"not json\n", Signatures(MODEL_ROOT))
@@ -144,7 +146,9 @@ def _scenario_records(models, digits, severity_day: int) -> tuple[list[bytes], d
     day = generate(x, y, scenario)[severity_day]
     model = models.get("digits")
     out = model.predict("serving_default", {"x": day["x"]})
-    name, body = batch_object("job", 0, T0, "digits", model.version, "serving_default", day["keys"], {"x": day["x"]}, out)
+    name, body = batch_object(
+        "job", 0, T0, "digits", model.version, "serving_default", day["keys"], {"x": day["x"]}, out
+    )
     return [name, body], {k: str(int(v)) for k, v in zip(day["keys"], day["y"], strict=True)}
 
 
