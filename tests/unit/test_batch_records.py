@@ -9,7 +9,9 @@ import orjson
 import pytest
 from liteserve.batch.plan import KeyLedger, cut_shards, read_header
 from liteserve.batch.records import RowFormat, csv_columns, input_fields
-from liteserve.manifest import TensorSpec
+from liteserve.manifest import Manifest, TensorSpec
+
+from tests.support import MODEL_ROOT
 
 SPEC = TensorSpec("x", "float32", (-1, 3))
 INPUTS = {"x": SPEC}
@@ -356,3 +358,13 @@ def test_csv_columns_refusals_name_what_is_missing():
         csv_columns(
             ("key", "b"), "key", {"a": TensorSpec("a", "float32", (-1, 2)), "b": TensorSpec("b", "float32", (-1,))}, {}
         )
+
+
+def test_manifest_feature_names_by_input():
+    raw = orjson.loads((MODEL_ROOT / "digits" / "manifest.json").read_bytes())
+    assert Manifest.from_dict(raw).feature_names["x"][:2] == ["px_0_0", "px_0_1"]  # the single flat input's names
+    raw["signatures"]["serving_default"]["inputs"]["meta"] = {"dtype": "float32", "shape": [-1, 2]}
+    raw["baseline"]["inputs"]["meta"] = {"kind": "features", "features": [{"name": "m0"}, {"name": "m1"}]}
+    raw["baseline"]["inputs"]["image"] = {"kind": "tensor"}
+    names = Manifest.from_dict(raw).feature_names
+    assert names["meta"] == ["m0", "m1"] and names["x"][0] == "px_0_0" and "image" not in names
