@@ -159,6 +159,9 @@ def test_a_scalar_input_float_model_answers_as_tf_serving_does(cloud, packaged):
     keyed = ok(post(cloud, "/v1/models/scalar:predict", {"instances": [{"key": i, "x": v} for i, v in enumerate(x)]}))
     assert [p["key"] for p in keyed["predictions"]] == list(range(len(x)))
     close([p["y"] for p in keyed["predictions"]])
+    keyed = ok(post(cloud, "/v1/models/scalar:predict", {"inputs": {"key": list("abcde"), "x": x}}))
+    assert keyed["outputs"]["key"] == list("abcde")
+    close(keyed["outputs"]["y"])
     status, body = post(cloud, "/v1/models/scalar:predict", {"instances": [1.0, [2.0]]})
     assert status == 400 and "instance 1: input 'x' expected a number, got list" in body["error"]
 

@@ -329,11 +329,15 @@ def test_csv_named_columns_in_any_order_with_extra_columns_ignored():
     columns = csv_columns(header, "key", FEATURES, {"features": DIABETES})
     assert columns == (("features", (4, 3, 5, 0)),)
     fmt = RowFormat("csv", header=header, columns=columns)
-    data = b"4,100,a,2,1,3\n8,100,b,6,5,x\n12,,c,10,9,11\n"
+    data = b"4,100,a,2,1,3\n8,100,b,6,5,x\n12,,c,10,9,11\nnan,1,d,1,1,1\n"
     rows, batches = fmt.parse(data, 2, FEATURES)
     assert rows.keys == ["a", "c"]
     assert batches["features"].tolist() == [[1, 2, 3, 4], [9, 10, 11, 12]]  # age, sex, bmi, bp
-    assert rows.errors == [{"line": 3, "key": "b", "error": "input 'features' column 'bmi' is not a number: 'x'"}]
+    assert rows.errors == [
+        {"line": 3, "key": "b", "error": "input 'features' column 'bmi' is not a number: 'x'"},
+        {"line": 5, "key": "d", "error": "input 'features' column 'bp' holds 'nan': NaN, Infinity or a value out of"
+         " float32 range"},
+    ]  # fmt: skip
 
 
 def test_csv_columns_of_a_scalar_input_and_of_two_inputs():

@@ -461,12 +461,15 @@ def _to_array(chunk: list, spec: TensorSpec) -> np.ndarray:
 
 
 def _cells_problem(cells: list[str], spec: TensorSpec, names: list[str] | None) -> str | None:
+    low, high = spec.limits
     for i, cell in enumerate(cells):
+        column = f"column '{names[i]}'" if names and i < len(names) else "a cell"
         try:
-            float(cell)
+            number = float(cell)
         except ValueError:
-            column = f"column '{names[i]}'" if names and i < len(names) else "a cell"
             return f"{column} is not a number: {cell[:40]!r}"
+        if not low <= number <= high:  # NaN fails both comparisons
+            return f"{column} holds {cell[:40]!r}: NaN, Infinity or a value out of {spec.dtype} range"
     try:
         _to_array([cells], spec)
     except BadRequest as err:
