@@ -60,7 +60,6 @@ def local_limit(path: Path, out_path: Path, rows: int) -> dict:
     liteserve.evaluation.records.batch_object) is timed on the same chunks but kept out of the limit."""
     model = ModelRepository(ROOT / "layers" / "model" / "models").get("digits")
     sig = model.signature(None)
-    spec = sig.inputs["x"]
     fmt = RowFormat("jsonl")
     stages = dict.fromkeys(("read", "parse", "infer", "serialize", "write"), 0.0)
     log_object = 0.0
@@ -78,10 +77,10 @@ def local_limit(path: Path, out_path: Path, rows: int) -> dict:
             data = carry + chunk
             cut = data.rfind(b"\n") + 1
             data, carry = data[:cut], data[cut:]
-            parsed, values = fmt.parse(data, line, spec)
+            parsed, values = fmt.parse(data, line, sig.inputs)
             t2 = time.perf_counter()
             line += data.count(b"\n")
-            outputs = Pipeline._predict(model, sig.name, "x", values)
+            outputs = Pipeline._predict(model, sig.name, values)
             t3 = time.perf_counter()
             part = Pipeline._part_lines(parsed.keys, outputs, "key", model.version)
             t4 = time.perf_counter()

@@ -330,7 +330,6 @@ def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * 
 
     model = ModelRepository(ROOT / "layers" / "model" / "models").get("digits")
     sig = model.signature(None)
-    spec = sig.inputs["x"]
     fmt = RowFormat("jsonl")
     body = make_file(40_000)
     bytes_per_row = len(body) / 40_000
@@ -340,8 +339,8 @@ def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * 
         return data[: data.rfind(b"\n") + 1]
 
     def work(data: bytes) -> tuple[int, int]:
-        rows, values = fmt.parse(data, 1, spec)
-        out = Pipeline._predict(model, sig.name, spec.name, values)
+        rows, values = fmt.parse(data, 1, sig.inputs)
+        out = Pipeline._predict(model, sig.name, values)
         part = Pipeline._part_lines(rows.keys, out, "key", model.version)
         _, log = batch_object("bench", 0, time.time(), model.name, model.version, sig.name, rows.keys, values, out)
         return len(part), len(log)
@@ -364,7 +363,7 @@ def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * 
     tracemalloc.stop()
 
     def plan(data: bytes) -> KeyLedger:
-        ledger = KeyLedger(fmt, spec)
+        ledger = KeyLedger(fmt, sig.inputs)
         chunks = (data[i : i + MIB] for i in range(0, len(data), MIB))
         for shard in cut_shards(chunks, shard_sizes[0]):
             ledger.scan(shard)

@@ -116,7 +116,7 @@ def seed(days: list[dict[str, Any]]) -> dict[str, int]:
         outputs = model.predict("serving_default", {"x": d["x"][rows]})
         key, data = batch_object(
             f"scenario-{d['date']}", 0, created, "digits", model.version, "serving_default",
-            [d["keys"][i] for i in rows], d["x"][rows], outputs,
+            [d["keys"][i] for i in rows], {"x": d["x"][rows]}, outputs,
         )  # fmt: skip
         s3.put_object(Bucket=BUCKET, Key=key, Body=data)
         counts["batch"] += len(rows)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import random
+import re
 
 import orjson
 import pytest
 from liteserve.batch.plan import KeyLedger, cut_shards, read_header
-from liteserve.batch.records import RowFormat
-from liteserve.manifest import TensorSpec
+from liteserve.batch.records import RowFormat, csv_columns, input_fields
+from liteserve.manifest import Manifest, TensorSpec
+
+from tests.support import MODEL_ROOT
 
 SPEC = TensorSpec("x", "float32", (-1, 3))
+INPUTS = {"x": SPEC}
 JSONL = RowFormat("jsonl")
 
 
@@ -20,7 +24,8 @@ def jsonl(*rows) -> bytes:
 
 def test_valid_rows_keep_order_and_line_numbers():
     data = jsonl({"key": "a", "x": [1, 2, 3]}, {"key": 7, "x": [0.5, 0, 1]})
-    rows, values = JSONL.parse(data, 10, SPEC)
+    rows, batches = JSONL.parse(data, 10, INPUTS)
+    values = batches["x"]
     assert rows.lines == [10, 11]
     assert rows.keys == ["a", 7]
     assert values.dtype.name == "float32"
@@ -47,7 +52,8 @@ def test_valid_rows_keep_order_and_line_numbers():
 )
 def test_each_bad_line_is_reported_and_neighbours_survive(line, error):
     data = jsonl({"key": "a", "x": [1, 2, 3]}, line, {"key": "c", "x": [3, 2, 1]})
-    rows, values = JSONL.parse(data, 1, SPEC)
+    rows, batches = JSONL.parse(data, 1, INPUTS)
+    values = batches["x"]
     assert rows.keys == ["a", "c"]
     assert rows.lines == [1, 3]
     assert values.shape == (2, 3)
@@ -61,7 +67,8 @@ def test_many_bad_rows_in_one_sub_batch():
     lines = [orjson.dumps(r) for r in good]
     for i in range(0, 200, 7):
         lines[i] = orjson.dumps({"key": f"k{i}", "x": [i, "bad", i]})
-    rows, values = JSONL.parse(b"\n".join(lines), 1, SPEC)
+    rows, batches = JSONL.parse(b"\n".join(lines), 1, INPUTS)
+    values = batches["x"]
     bad = {i + 1 for i in range(0, 200, 7)}
     assert {e["line"] for e in rows.errors} == bad
     assert all(e["key"] == f"k{e['line'] - 1}" for e in rows.errors)
@@ -70,7 +77,7 @@ def test_many_bad_rows_in_one_sub_batch():
 
 
 def test_blank_lines_and_crlf():
-    rows, _ = JSONL.parse(b'{"key":"a","x":[1,2,3]}\r\n\r\n{"key":"b","x":[1,2,3]}', 5, SPEC)
+    rows, _ = JSONL.parse(b'{"key":"a","x":[1,2,3]}\r\n\r\n{"key":"b","x":[1,2,3]}', 5, INPUTS)
     assert rows.lines == [5, 7]
     assert rows.errors == []
 
@@ -78,7 +85,8 @@ def test_blank_lines_and_crlf():
 def test_csv_rows():
     fmt = RowFormat("csv", header=("id", "f0", "key", "f2"))
     data = b"1,0.5,a,2\n2,x,b,2\n3,1,c\n4,nan,d,1\n,1,,1\n5,1,e,1e39\n6,0,f,1\n"
-    rows, values = fmt.parse(data, 2, SPEC)
+    rows, batches = fmt.parse(data, 2, INPUTS)
+    values = batches["x"]
     assert rows.keys == ["a", "f"]
     assert values.tolist() == [[1, 0.5, 2], [6, 0, 1]]
     errors = {e["line"]: e["error"] for e in rows.errors}
@@ -123,7 +131,7 @@ def test_ledger_marks_later_valid_duplicates_only():
         {"key": "b", "x": [1, 2, 3]},
         {"key": "a", "x": [4, 5, 6]},  # duplicate of line 2
     )
-    ledger = KeyLedger(JSONL, SPEC)
+    ledger = KeyLedger(JSONL, INPUTS)
     first, second = list(cut_shards([data], len(data) // 2))
     ledger.scan(first)
     ledger.scan(second)
@@ -157,7 +165,7 @@ ODD_LINES = [
 
 def reference_duplicates(data: bytes, first_line: int = 1) -> dict[int, int]:
     """What the ledger must decide: parse every row, the first valid occurrence of a key wins."""
-    rows, _ = JSONL.parse(data, first_line, SPEC)
+    rows, _ = JSONL.parse(data, first_line, INPUTS)
     first: dict = {}
     duplicates = {}
     for line, key in zip(rows.lines, rows.keys, strict=True):
@@ -171,7 +179,7 @@ def test_keys_agree_with_the_full_parse_on_every_valid_line():
     for escapes in (False, True):  # a backslash anywhere in the chunk turns the fast path off
         lines = ODD_LINES if escapes else [line for line in ODD_LINES if b"\\" not in line]
         data = b"\n".join(lines) + b"\n"
-        rows, _ = JSONL.parse(data, 1, SPEC)
+        rows, _ = JSONL.parse(data, 1, INPUTS)
         keys = dict(JSONL.keys(data, 1))
         assert all(keys[line] == key for line, key in zip(rows.lines, rows.keys, strict=True))
         errors = {e["line"] for e in rows.errors}
@@ -182,7 +190,7 @@ def test_keys_agree_with_the_full_parse_on_every_valid_line():
 def test_csv_keys_agree_with_the_full_parse():
     fmt = RowFormat("csv", header=("id", "f0", "key", "f2"))
     data = b'1,0.5,a,2\n2,x,b,2\n3,1,c\n4,1,"a",1\n,1,,1\n5,1,"d,e",1\r\n6,"1,2",f,1\n7,1,"g\n'
-    rows, _ = fmt.parse(data, 2, SPEC)
+    rows, _ = fmt.parse(data, 2, INPUTS)
     keys = dict(fmt.keys(data, 2))
     assert [keys[line] for line in rows.lines] == rows.keys
     assert keys == {2: "a", 3: "b", 5: "a", 7: "d,e", 8: "f"}  # line 8 reads its key; its input is bad
@@ -192,7 +200,7 @@ def test_a_file_without_repeated_keys_is_never_parsed(monkeypatch):
     calls = []
     monkeypatch.setattr(RowFormat, "parse", lambda *args: calls.append(args))
     data = jsonl(*[{"key": f"k{i}", "x": [i, i, "bad" if i % 5 == 0 else i]} for i in range(50)])
-    ledger = KeyLedger(JSONL, SPEC, reread=lambda *_: pytest.fail("no shard is read again"))
+    ledger = KeyLedger(JSONL, INPUTS, reread=lambda *_: pytest.fail("no shard is read again"))
     for shard in cut_shards([data], 200):
         ledger.scan(shard)
         assert shard.duplicates == {}
@@ -213,7 +221,7 @@ def test_an_invalid_first_occurrence_in_an_earlier_shard_is_read_again_once():
         reads.append(index)
         return data[start : end + 1]
 
-    ledger = KeyLedger(JSONL, SPEC, reread)
+    ledger = KeyLedger(JSONL, INPUTS, reread)
     for shard in shards:
         ledger.scan(shard)
     found = {line: first for s in shards for line, first in s.duplicates.items()}
@@ -237,11 +245,11 @@ def test_ledger_decides_as_a_full_parse_of_every_row(seed):
     data = b"\n".join(lines) + b"\n"
     chunks = [data[i : i + 97] for i in range(0, len(data), 97)]
     shards = list(cut_shards(chunks, rng.choice((64, 300, 2000)), first_line=1))
-    ledger = KeyLedger(JSONL, SPEC, lambda index, start, end: data[start : end + 1])
+    ledger = KeyLedger(JSONL, INPUTS, lambda index, start, end: data[start : end + 1])
     for shard in shards:
         ledger.scan(shard)
     reference = reference_duplicates(data)
-    valid = set(JSONL.parse(data, 1, SPEC)[0].lines)
+    valid = set(JSONL.parse(data, 1, INPUTS)[0].lines)
     found = {line: first for s in shards for line, first in s.duplicates.items()}
     # every repeat of a valid row is found and named by its first valid occurrence; the rest are invalid lines,
     # which a worker reports with their own error whatever the ledger says
@@ -261,3 +269,106 @@ def test_record_inputs_reads_new_and_legacy_records() -> None:
         record_inputs({"x": [1, 2]}, ["image", "meta"])
     with pytest.raises(ValueError, match="no inputs"):
         record_inputs({"key": "k"}, ["x"])
+
+
+# ---------------------------------------------------------------- several named inputs
+
+TWO = {"image": TensorSpec("image", "float32", (-1, 2, 2, 1)), "meta": TensorSpec("meta", "float32", (-1, 3))}
+
+
+def image(v: float) -> list:
+    return [[[v], [v]], [[v], [v]]]
+
+
+def test_jsonl_rows_with_two_named_inputs_keep_each_batch_aligned():
+    data = jsonl(
+        {"key": "a", "image": image(1), "meta": [1, 2, 3]},
+        {"key": "b", "meta": [1, 2, 3]},  # missing image
+        {"key": "c", "image": image(3), "meta": [3, 3]},  # meta too short
+        {"key": "d", "image": image(4), "meta": [4, 5, 6], "label": "x"},  # extra fields are not inputs
+        {"key": "e", "image": [[[1]]], "meta": [1, 2, "3"]},  # both bad: the first input's reason
+        {"key": "f", "image": image(6), "meta": [6, True, 6]},
+    )
+    rows, batches = RowFormat("jsonl").parse(data, 1, TWO)
+    assert rows.keys == ["a", "d"] and rows.lines == [1, 4]
+    assert batches["image"].shape == (2, 2, 2, 1) and batches["image"][:, 0, 0, 0].tolist() == [1, 4]
+    assert batches["meta"].tolist() == [[1, 2, 3], [4, 5, 6]]
+    errors = {e["line"]: (e["key"], e["error"]) for e in rows.errors}
+    assert errors[2] == ("b", "missing input field 'image'")
+    assert errors[3] == ("c", "input 'meta' expected 3 values, got 2")
+    assert errors[5][1].startswith("input 'image' expected 2 values")
+    assert errors[6] == ("f", "input 'meta' expected a number, got bool True")
+
+
+def test_input_field_option_maps_inputs_to_fields():
+    assert input_fields("", TWO) == ()
+    fmt = RowFormat("jsonl", fields=input_fields("image=img, meta = m", TWO))
+    data = jsonl({"key": "a", "img": image(1), "m": [1, 2, 3]}, {"key": "b", "img": image(2), "meta": [1, 2, 3]})
+    rows, batches = fmt.parse(data, 1, TWO)
+    assert rows.keys == ["a"] and batches["meta"].tolist() == [[1, 2, 3]]
+    assert rows.errors == [{"line": 2, "key": "b", "error": "missing input field 'm'"}]
+    rows, _ = fmt.parse(jsonl({"key": "c", "img": image(1), "m": [1, 2]}), 7, TWO)
+    assert rows.errors[0]["error"] == "field 'm' (input 'meta') expected 3 values, got 2"
+    assert input_fields("pixels", INPUTS) == (("x", "pixels"),)  # one input: a bare field name
+    for option, fragment in [
+        ("img", "names one field, but the signature has inputs ['image', 'meta']"),
+        ("image=img,other=o", "'other' is not an input"),
+        ("image=", "is not `input=field`"),
+        ("image=a,meta=a", "two inputs read the same field"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(fragment)):
+            input_fields(option, TWO)
+
+
+DIABETES = ["age", "sex", "bmi", "bp"]
+FEATURES = {"features": TensorSpec("features", "float32", (-1, 4))}
+
+
+def test_csv_named_columns_in_any_order_with_extra_columns_ignored():
+    header = ("bp", "target", "key", "sex", "age", "bmi")
+    columns = csv_columns(header, "key", FEATURES, {"features": DIABETES})
+    assert columns == (("features", (4, 3, 5, 0)),)
+    fmt = RowFormat("csv", header=header, columns=columns)
+    data = b"4,100,a,2,1,3\n8,100,b,6,5,x\n12,,c,10,9,11\nnan,1,d,1,1,1\n"
+    rows, batches = fmt.parse(data, 2, FEATURES)
+    assert rows.keys == ["a", "c"]
+    assert batches["features"].tolist() == [[1, 2, 3, 4], [9, 10, 11, 12]]  # age, sex, bmi, bp
+    assert rows.errors == [
+        {"line": 3, "key": "b", "error": "input 'features' column 'bmi' is not a number: 'x'"},
+        {"line": 5, "key": "d", "error": "input 'features' column 'bp' holds 'nan': NaN, Infinity or a value out of"
+         " float32 range"},
+    ]  # fmt: skip
+
+
+def test_csv_columns_of_a_scalar_input_and_of_two_inputs():
+    scalar = {"x": TensorSpec("x", "float32", (-1,))}
+    columns = csv_columns(("note", "x", "key"), "key", scalar, {})
+    rows, batches = RowFormat("csv", header=("note", "x", "key"), columns=columns).parse(b"n,1.5,a\nn,,b\n", 2, scalar)
+    assert batches["x"].tolist() == [1.5] and rows.errors[0]["line"] == 3
+    two = {"a": TensorSpec("a", "float32", (-1, 2)), "b": TensorSpec("b", "float32", (-1,))}
+    header = ("b", "a1", "key", "a0")
+    columns = csv_columns(header, "key", two, {"a": ["a0", "a1"]})
+    rows, batches = RowFormat("csv", header=header, columns=columns).parse(b"3,2,k,1\n", 2, two)
+    assert batches["a"].tolist() == [[1, 2]] and batches["b"].tolist() == [3]
+
+
+def test_csv_columns_refusals_name_what_is_missing():
+    assert csv_columns(("key", "f0", "f1", "f2", "f3"), "key", FEATURES, {"features": DIABETES}) is None  # by position
+    with pytest.raises(ValueError, match=re.escape("input 'features' needs column(s) ['bp']")):
+        csv_columns(("key", "age", "sex", "bmi", "target"), "key", FEATURES, {"features": DIABETES})
+    with pytest.raises(ValueError, match=re.escape("input 'image' has shape [-1, 2, 2, 1]")):
+        csv_columns(("key", "m0"), "key", TWO, {"meta": ["m0", "m1", "m2"]})
+    with pytest.raises(ValueError, match=re.escape("no feature columns for input(s) ['a']")):
+        csv_columns(
+            ("key", "b"), "key", {"a": TensorSpec("a", "float32", (-1, 2)), "b": TensorSpec("b", "float32", (-1,))}, {}
+        )
+
+
+def test_manifest_feature_names_by_input():
+    raw = orjson.loads((MODEL_ROOT / "digits" / "manifest.json").read_bytes())
+    assert Manifest.from_dict(raw).feature_names["x"][:2] == ["px_0_0", "px_0_1"]  # the single flat input's names
+    raw["signatures"]["serving_default"]["inputs"]["meta"] = {"dtype": "float32", "shape": [-1, 2]}
+    raw["baseline"]["inputs"]["meta"] = {"kind": "features", "features": [{"name": "m0"}, {"name": "m1"}]}
+    raw["baseline"]["inputs"]["image"] = {"kind": "tensor"}
+    names = Manifest.from_dict(raw).feature_names
+    assert names["meta"] == ["m0", "m1"] and names["x"][0] == "px_0_0" and "image" not in names

@@ -77,7 +77,7 @@ def test_the_evaluation_reports_edge_agreement_for_the_cloud_model(aws, models, 
     out = model.predict("serving_default", {"x": x[:30]})
     keys = [f"k{i}" for i in range(30)]
     s3 = boto3.client("s3")
-    name, body = batch_object("esc", 0, T0, "digits-cloud", model.version, "serving_default", keys, x[:30], out)
+    name, body = batch_object("esc", 0, T0, "digits-cloud", model.version, "serving_default", keys, {"x": x[:30]}, out)
     s3.put_object(Bucket="data", Key=name, Body=body)
     records = parse_post([record(k, int(y[i]), int(out["class_id"][i])) for i, k in enumerate(keys)])
     s3.put_object(Bucket="data", Key=edge_object(records, now=T0 + 30)[0], Body=edge_object(records, now=T0 + 30)[1])

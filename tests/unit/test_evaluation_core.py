@@ -83,14 +83,16 @@ def test_ship_keeps_only_prediction_lines_as_firehose_writes_them():
 def test_batch_objects_are_deterministic_and_read_back():
     x = np.arange(6, dtype=np.float32).reshape(3, 2) / 10
     outputs = {"class_id": np.array([1, 2, 3]), "probabilities": np.eye(3, dtype=np.float32)}
-    name, body = batch_object("a/b", 4, T0, "digits", "1", "serving_default", ["k0", "k1", "k2"], x, outputs)
+    name, body = batch_object("a/b", 4, T0, "digits", "1", "serving_default", ["k0", "k1", "k2"], {"x": x}, outputs)
     assert name == "predictions/batch/2026/11/28/03/a%2Fb-part-00004.jsonl.gz"
-    assert batch_object("a/b", 4, T0, "digits", "1", "serving_default", ["k0", "k1", "k2"], x, outputs)[1] == body
+    assert (
+        batch_object("a/b", 4, T0, "digits", "1", "serving_default", ["k0", "k1", "k2"], {"x": x}, outputs)[1] == body
+    )
     records, bad = read_object(body + gzip.compress(b"not json\n"), Signatures(MODEL_ROOT))
     assert bad == 1 and len(records) == 3  # two gzip members: the second is read too
     records, bad = read_object(gzip.decompress(body) + b"not json\n", Signatures(MODEL_ROOT))
     assert bad == 1 and [r["outputs"]["class_id"] for r in records] == [1, 2, 3]
-    assert records[0]["source"] == "batch" and records[0]["x"] == pytest.approx([0.0, 0.1])
+    assert records[0]["source"] == "batch" and records[0]["inputs"]["x"] == pytest.approx([0.0, 0.1])
 
 
 def test_window_alignment_and_latest_record_per_key():
@@ -144,7 +146,9 @@ def _scenario_records(models, digits, severity_day: int) -> tuple[list[bytes], d
     day = generate(x, y, scenario)[severity_day]
     model = models.get("digits")
     out = model.predict("serving_default", {"x": day["x"]})
-    name, body = batch_object("job", 0, T0, "digits", model.version, "serving_default", day["keys"], day["x"], out)
+    name, body = batch_object(
+        "job", 0, T0, "digits", model.version, "serving_default", day["keys"], {"x": day["x"]}, out
+    )
     return [name, body], {k: str(int(v)) for k, v in zip(day["keys"], day["y"], strict=True)}
 
 
@@ -311,7 +315,7 @@ def test_a_running_canary_is_reviewed_on_what_each_version_served_since_it_start
     for version, sl, t in (("1", slice(0, half), T0 + 30), ("2", slice(half, None), T0 + 40)):
         part = {k: v[sl] for k, v in out.items()}
         name, body = batch_object(
-            f"j{version}", 0, t, "digits", version, "serving_default", keys[sl], day["x"][sl], part
+            f"j{version}", 0, t, "digits", version, "serving_default", keys[sl], {"x": day["x"][sl]}, part
         )
         s3.put_object(Bucket="data", Key=name, Body=body)
     manifest = orjson.loads((MODEL_ROOT / "digits" / "manifest.json").read_bytes())

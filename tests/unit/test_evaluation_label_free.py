@@ -87,7 +87,7 @@ def _drop_window(models, digits, drifted: bool, t: float, prefix: str) -> None:
     model = models.get("digits")
     out = model.predict("serving_default", {"x": day["x"]})
     keys = [f"{prefix}-{k}" for k in day["keys"]]
-    name, body = batch_object(prefix, 0, t, "digits", model.version, "serving_default", keys, day["x"], out)
+    name, body = batch_object(prefix, 0, t, "digits", model.version, "serving_default", keys, {"x": day["x"]}, out)
     boto3.client("s3").put_object(Bucket="data", Key=name, Body=body)
 
 

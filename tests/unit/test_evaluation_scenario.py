@@ -43,7 +43,7 @@ def replay(models, digits, scenario: Scenario) -> list[dict]:
                 model.version,
                 "serving_default",
                 [day["keys"][i] for i in idx],
-                day["x"][idx],
+                {"x": day["x"][idx]},
                 {k: v[idx] for k, v in out.items()},
             )
             s3.put_object(Bucket="data", Key=name, Body=body)

@@ -43,7 +43,7 @@ def test_one_line_embeds_the_raw_bodies_and_parses_back_per_key(service, digits,
     assert [r["key"] for r in records] == [f"k{i}" for i in range(5)]
     for r, i in zip(records, range(5), strict=True):
         assert r["model"] == "digits" and r["version"] == served.model.version and r["source"] == "online"
-        assert np.allclose(r["x"], x[i])
+        assert np.allclose(r["inputs"]["x"], x[i])
         assert r["outputs"]["class_id"] == int(served.outputs["class_id"][i])
         assert np.allclose(r["outputs"]["probabilities"], served.outputs["probabilities"][i])
 
@@ -93,7 +93,7 @@ def test_large_bodies_fall_back_to_one_line_per_instance(service, digits, signat
     assert {orjson.loads(line)["liteserve"] for line in lines} == {INSTANCE_KIND}
     records = list(parse_lines(lines, signatures))
     assert [r["key"] for r in records] == ["k0", "k1", "k2", "k3"]
-    assert np.allclose([r["x"] for r in records], x[:4])
+    assert np.allclose([r["inputs"]["x"] for r in records], x[:4])
     assert [r["outputs"]["class_id"] for r in records] == served.outputs["class_id"].tolist()
 
 

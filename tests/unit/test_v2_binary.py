@@ -228,4 +228,4 @@ def test_binary_requests_are_logged_per_instance_and_read_back(capsys, digits):
     lines = [line for line in capsys.readouterr().out.splitlines() if '"prediction.instance"' in line]
     records = [r for line in lines for r in parse_line(line, Signatures(MODEL_ROOT))]
     assert [r["key"] for r in records] == ["p", "q"]
-    np.testing.assert_allclose(records[0]["x"], rows[0])
+    np.testing.assert_allclose(records[0]["inputs"]["x"], rows[0])

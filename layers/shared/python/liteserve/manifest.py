@@ -92,3 +92,22 @@ class Manifest:
             labels=list(raw.get("labels", [])),
             raw=raw,
         )
+
+    @cached_property
+    def feature_names(self) -> dict[str, list[str]]:
+        """Feature names by input name, where the manifest records them: the single flat input's `feature_names`
+        (`training_stats.input`, else the task signature's only input), and each flat input's baseline features."""
+        out: dict[str, list[str]] = {}
+        for name, stats in ((self.raw.get("baseline") or {}).get("inputs") or {}).items():
+            features = stats.get("features") if isinstance(stats, dict) else None
+            if isinstance(features, list) and all(isinstance(f, dict) and "name" in f for f in features):
+                out[name] = [str(f["name"]) for f in features]
+        names = self.raw.get("feature_names")
+        if isinstance(names, list):
+            single = (self.raw.get("training_stats") or {}).get("input")
+            if single is None:
+                sig = self.signatures.get((self.raw.get("task") or {}).get("signature") or "serving_default")
+                single = next(iter(sig.inputs)) if sig is not None and len(sig.inputs) == 1 else None
+            if single is not None:
+                out[single] = [str(n) for n in names]
+        return out

@@ -10,7 +10,7 @@ and response bodies, so nothing is serialized twice:
 
 Bodies too large for one CloudWatch log event (256 KB) fall back to one line per instance, built from `Served`:
 
-    {"liteserve":"prediction.instance","time":..,...,"key":..,"x":[..],"outputs":{..}}
+    {"liteserve":"prediction.instance","time":..,...,"key":..,"inputs":{name: [..]},"outputs":{..}}
 
 A request the API refused (a client mistake on an inference route) is one line too, so the evaluation can watch the
 rejection rate without labels:
@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 
 if TYPE_CHECKING:
@@ -116,18 +117,29 @@ def _head(served: Served, protocol: str, request_id: Any, now: float, kind: str 
 
 
 def instance_lines(served: Served, head: str) -> list[str]:
-    """One line per instance: the envelope, the key, the first input's row and every output's row."""
-    name = next(iter(served.inputs))
-    x = served.inputs[name]
-    keys = served.keys if served.keys is not None else [None] * len(x)
+    """One line per instance: the envelope, the key, every input's row (by name) and every output's row."""
+    keys = served.keys if served.keys is not None else [None] * served.instances
     lines = []
     for i, key in enumerate(keys):
         body = orjson.dumps(
-            {"key": key, "x": x[i], "outputs": {k: v[i] for k, v in served.outputs.items()}},
+            {
+                "key": key,
+                "inputs": {k: _plain(v[i]) for k, v in served.inputs.items()},
+                "outputs": {k: _plain(v[i]) for k, v in served.outputs.items()},
+            },
             option=orjson.OPT_SERIALIZE_NUMPY,
         ).decode()
         lines.append(f"{head},{body[1:]}\n")
     return lines
+
+
+def _plain(value: Any) -> Any:
+    """One instance's value for orjson: numeric numpy values as they are; text (bytes) as a string."""
+    if isinstance(value, np.ndarray) and value.dtype.kind in "OSU":
+        return [_plain(v) for v in value]
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    return value
 
 
 def _js(value: Any) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 from liteserve.errors import BadRequest, ModelUnavailable, NotFound
 from liteserve.http import Binary, Request, Result, Router
 from liteserve.keys import key_field
-from liteserve.protocols import tfserving, v2
+from liteserve.protocols import labels, tfserving, v2
 from liteserve.runtime import Model, ModelRepository
 
 # API Gateway and Lambda cap a synchronous request at 6 MB; refuse earlier with a clear 413.
@@ -106,7 +106,7 @@ class PredictService(Router):
         )
         outputs = model.predict(call.signature.name, call.inputs)
         served = Served(model, call.signature.name, call.keys, call.inputs, outputs)
-        return Result(200, tfserving.encode_predict(call, outputs), served)
+        return Result(200, tfserving.encode_predict(call, tfserving.select_outputs(call, model, outputs)), served)
 
     def _tf_examples(self, model: Model, verb: str, doc: object, has_bools: bool) -> Result:
         """`:classify` / `:regress` over the JSON examples format."""
@@ -193,7 +193,8 @@ class PredictService(Router):
         outputs = model.predict(call.signature.name, call.inputs)
         plain = not (call.binary_inputs or call.binary_outputs)
         served = Served(model, call.signature.name, call.keys, call.inputs, outputs, json_exchange=plain)
+        shown = labels.with_labels(model, call.signature.name, outputs, call.requested)
         if call.binary_outputs:
-            body, length = v2.encode_binary(call, model, outputs)
+            body, length = v2.encode_binary(call, model, shown)
             return Result(200, Binary(body, headers={v2.HEADER_LENGTH: str(length)}), served)
-        return Result(200, v2.encode_infer(call, model, outputs), served)
+        return Result(200, v2.encode_infer(call, model, shown), served)

@@ -27,7 +27,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
-from liteserve.batch.records import RowFormat, line_too_long
+from liteserve.batch.records import RowFormat, csv_columns, input_fields, line_too_long
 from liteserve.batch.storage import (
     EventBus,
     Job,
@@ -100,7 +100,7 @@ class JobOptions:
     model: str
     signature: str = "serving_default"
     key_field: str = "key"
-    input_field: str = "x"
+    input_field: str = ""  # JSONL: where the inputs are (records.input_fields); default: each in its own name
     ordered: bool = False
     cache: bool = False
     force: bool = False
@@ -122,7 +122,7 @@ class JobOptions:
             model=metadata.get("model", config.default_model),
             signature=metadata.get("signature", "serving_default"),
             key_field=metadata.get("key-field", config.key_field),
-            input_field=metadata.get("input-field", "x"),
+            input_field=metadata.get("input-field", ""),
             **flags,
         )
 
@@ -208,7 +208,7 @@ class Pipeline:
         try:
             options = JobOptions.from_metadata(head["metadata"], self.config)
             model = self._model(options.model, live=True)
-            sig = model.signature(options.signature)
+            model.signature(options.signature)  # an unknown signature fails the job here
         except PlanningError as err:
             return self._refuse(job_id, pin, source_key, str(err), drop)
         except LiteserveError as err:  # unknown model or signature
@@ -219,7 +219,7 @@ class Pipeline:
         if job.run > 1:  # the previous run's markers no longer describe the job; its objects go when this run ends
             self.store.delete([results_prefix(job_id) + "_SUCCESS", results_prefix(job_id) + "_FAILED"])
         try:
-            shards = self._plan(source_key, job, kind, gz, options, sig)
+            shards = self._plan(source_key, job, kind, gz, options, model)
         except SourceChanged:
             if self.store.exists(source_key):  # replaced while planning: the newer drop's notification starts a run
                 return {"job_id": job_id, "run": job.run, "superseded": True}
@@ -235,34 +235,35 @@ class Pipeline:
         return {"job_id": job_id, "run": job.run, "etag": pin.etag, "shards": len(shards)}
 
     def _plan(
-        self, source_key: str, job: Job, kind: str, gz: bool, options: JobOptions, sig: Any
+        self, source_key: str, job: Job, kind: str, gz: bool, options: JobOptions, model: Model
     ) -> list[dict[str, Any]]:
         # The cap guards against gzip bombs; a plain file is read as it is stored, whatever its size.
         cap = self.config.max_decompressed_bytes if gz else None
         chunks = self.store.stream(source_key, gunzip=gz, max_bytes=cap, pin=job.pin)
         header: tuple[str, ...] | None = None
         offset, first_line = 0, 1
-        spec = next(iter(sig.inputs.values()))
+        sig = model.signature(options.signature)
+        if kind == "csv" and options.input_field:
+            raise PlanningError("input-field applies to JSONL; CSV columns are found by the manifest's feature names")
         try:
             if kind == "csv":
                 head_line, rest = read_header(chunks)
                 header = tuple(c.strip() for c in next(csv.reader([head_line.decode("utf-8", "replace").strip()]), []))
                 if options.key_field not in header:
                     raise PlanningError(f"CSV header has no key column '{options.key_field}': {list(header)[:8]}")
-                if len(header) - 1 != spec.feature_shape[0]:
-                    raise PlanningError(
-                        f"CSV header has {len(header) - 1} feature columns; the model takes {spec.feature_shape[0]}"
-                    )
                 chunks = _prepend(rest, chunks)
                 offset, first_line = len(head_line), 2
-            fmt = _row_format(kind, options.as_dict(), header)
+            try:
+                fmt = _row_format(kind, options.as_dict(), header, model)
+            except ValueError as err:  # the option or header does not fit the signature: name what is wrong
+                raise PlanningError(f"{source_key}: {err}") from None
 
             def reread(index: int, start: int, end: int) -> bytes:  # a shard planned earlier, as its worker reads it
                 if gz:
                     return self.store.read(_staged_shard(job.job_id, job.run, index))
                 return self.store.read(source_key, (start, end), pin=job.pin)
 
-            ledger = KeyLedger(fmt, spec, reread)
+            ledger = KeyLedger(fmt, sig.inputs, reread)
             messages: list[dict[str, Any]] = []
             sent = 0
             for shard in cut_shards(chunks, self.config.shard_bytes, offset=offset, first_line=first_line):
@@ -345,7 +346,6 @@ class Pipeline:
         options = job.options  # the run's options, whatever a message says
         model = self._model(options["model"], job.model_version)  # never another version inside a job
         sig = model.signature(options["signature"])
-        spec = next(iter(sig.inputs.values()))
         try:
             data = self._shard_data(job, message)
         except SourceChanged:
@@ -355,8 +355,10 @@ class Pipeline:
             # Replaced, and the new drop's run has not begun yet (then the retry finds this run stale), or
             # deleted: retries end in the DLQ, which fails the shard and so the run, naming it.
             raise
-        fmt = _row_format(message["format"], options, tuple(message["header"]) if message.get("header") else None)
-        rows, values = fmt.parse(data, int(message["first_line"]), spec)
+        fmt = _row_format(
+            message["format"], options, tuple(message["header"]) if message.get("header") else None, model
+        )
+        rows, values = fmt.parse(data, int(message["first_line"]), sig.inputs)
         rows.errors.extend({"line": line, "error": line_too_long(line)} for line in message.get("skipped") or ())
         duplicates = message.get("duplicates")
         if duplicates is None:
@@ -367,9 +369,9 @@ class Pipeline:
             keep = np.ones(len(rows.lines), dtype=bool)
             keep[[positions[line] for line in first_of]] = False
             rows.drop({line: f"key repeats line {first}" for line, first in first_of.items()})
-            values = values[keep]
+            values = {name: arr[keep] for name, arr in values.items()}
         rows.errors.sort(key=lambda e: e["line"])
-        predicted = self._predict(model, sig.name, spec.name, values)
+        predicted = self._predict(model, sig.name, values)
         part = self._part_lines(rows.keys, predicted, options["key_field"], model.version)
         prefix = run_prefix(job_id, run)
         self.store.put(f"{prefix}part-{index:05d}.jsonl", part)
@@ -422,12 +424,13 @@ class Pipeline:
         return self.store.read(message["object"])  # staged by this run's planner
 
     @staticmethod
-    def _predict(model: Model, signature: str, input_name: str, values: np.ndarray) -> dict[str, np.ndarray]:
-        if len(values) == 0:
+    def _predict(model: Model, signature: str, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        n = len(next(iter(inputs.values()), ()))
+        if n == 0:
             return {}
         pieces = [
-            model.predict(signature, {input_name: values[i : i + INFER_BATCH]})
-            for i in range(0, len(values), INFER_BATCH)
+            model.predict(signature, {name: arr[i : i + INFER_BATCH] for name, arr in inputs.items()})
+            for i in range(0, n, INFER_BATCH)
         ]
         return {name: np.concatenate([p[name] for p in pieces]) for name in pieces[0]}
 
@@ -574,14 +577,32 @@ def _reasons(job: Job) -> list[str]:
     return [job.reason] if job.reason else []
 
 
-def _row_format(kind: str, options: dict[str, Any], header: tuple[str, ...] | None) -> RowFormat:
-    """How a run's rows are read, by the planner and the workers alike (so both see the same bad rows)."""
+def _row_format(kind: str, options: dict[str, Any], header: tuple[str, ...] | None, model: Model) -> RowFormat:
+    """How a run's rows are read, by the planner and the workers alike (so both see the same bad rows): JSONL
+    fields from the `input-field` option, CSV columns by the manifest's feature names. ValueError when they do not
+    fit the signature (the planner fails the job with it)."""
+    inputs = model.signature(options["signature"]).inputs
+    fields = input_fields(options.get("input_field") or "", inputs) if kind == "jsonl" else ()
+    columns = None
+    if kind == "csv":
+        header = header or ()
+        columns = csv_columns(header, options["key_field"], inputs, model.manifest.feature_names)
+        if columns is None:
+            (spec,) = inputs.values()
+            width = spec.feature_shape[0] if spec.feature_shape else 1
+            if len(header) - 1 != width:
+                names = model.manifest.feature_names.get(spec.name)
+                hint = (
+                    f" (or columns named {names[:3]}{'...' if len(names) > 3 else ''}, in any order)" if names else ""
+                )
+                raise ValueError(f"CSV header has {len(header) - 1} feature columns; the model takes {width}{hint}")
     return RowFormat(
         kind,
         options["key_field"],
-        options["input_field"],
+        fields,
         header,
         ResultsCache.key_room(options["model"]) if options.get("cache") else None,
+        columns,
     )
 
 

@@ -6,7 +6,7 @@ Pure Python over byte chunks, so the S3 adapter can stream an object of any size
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from liteserve.batch.records import MAX_LINE_BYTES, RowFormat
@@ -121,8 +121,13 @@ class KeyLedger:
     that hold their first occurrences, and the decisions are the ones a full parse of every row would make.
     """
 
-    def __init__(self, fmt: RowFormat, spec: TensorSpec, reread: Callable[[int, int, int], bytes] | None = None):
-        self.fmt, self.spec, self._reread = fmt, spec, reread
+    def __init__(
+        self,
+        fmt: RowFormat,
+        inputs: Mapping[str, TensorSpec],
+        reread: Callable[[int, int, int], bytes] | None = None,
+    ):
+        self.fmt, self.inputs, self._reread = fmt, inputs, reread
         self._first: dict[Key, int] = {}  # key -> claiming line << 1, | 1 once the claim is known to be valid
         self._shards: list[tuple[int, int, int]] = []  # (first line, start, end) by shard index
         self._parsed: set[int] = set()  # shards whose claims are settled: an unmarked claim there is invalid
@@ -161,7 +166,7 @@ class KeyLedger:
                 raise RuntimeError("a key repeats one of an earlier shard, and this ledger cannot read shards again")
             data = self._reread(index, start, end)
             self.reparsed += 1
-        rows, _ = self.fmt.parse(data, first_line, self.spec)
+        rows, _ = self.fmt.parse(data, first_line, self.inputs)
         first = self._first
         for line, key in zip(rows.lines, rows.keys, strict=True):
             if first.get(key) == line << 1:

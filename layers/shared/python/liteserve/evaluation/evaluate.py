@@ -27,7 +27,14 @@ from liteserve.evaluation.labels import LabelStore
 from liteserve.evaluation.metrics import classification_report
 from liteserve.evaluation.policy import Decision, RetrainPolicy, decide
 from liteserve.evaluation.quality import data_quality, metric_trend
-from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, read_object
+from liteserve.evaluation.records import (
+    BATCH_PREFIX,
+    ONLINE_PREFIX,
+    Signatures,
+    hour_path,
+    read_object,
+    record_inputs,
+)
 from liteserve.evaluation.report import render_html
 from liteserve.manifest import Manifest
 from liteserve.promotion.registry import Registry
@@ -133,7 +140,8 @@ def evaluate_group(
     other_signatures = len(records) - len(classified)
     records = latest_per_key(classified)
     index = {name: i for i, name in enumerate(manifest.labels)}
-    x = np.asarray([r["x"] for r in records], dtype=np.float64).reshape(len(records), -1)
+    names = list(manifest.signatures[manifest.raw["task"]["signature"]].inputs)  # one flat input here
+    x = np.asarray([record_inputs(r, names)[names[0]] for r in records], dtype=np.float64).reshape(len(records), -1)
     y_pred_all = np.asarray([_predicted(r) for r in records], dtype=np.int64)
     joined = [(i, labels.get(str(r["key"]))) for i, r in enumerate(records) if r.get("key") is not None]
     joined = [(i, lab) for i, lab in joined if lab is not None]

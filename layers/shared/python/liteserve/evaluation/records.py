@@ -1,6 +1,7 @@
 """Per-key prediction records: `{key, time, model, version, signature, source, inputs, outputs}`.
 
-`inputs` maps each of the signature's input names to this instance's value (a number or nested list). Records
+`inputs` maps each of the signature's input names to this instance's value (a number or nested list); `outputs`
+each returned output's. Records
 written before multi-input support carry `x` (the signature's only input) instead; read any record's inputs with
 `record_inputs`.
 
@@ -94,7 +95,8 @@ def parse_line(line: str | bytes, signatures: Signatures, key_field: str = "key"
         "request_id": doc.get("request_id"),
     }
     if kind == INSTANCE_KIND:
-        return [{"key": doc.get("key"), **base, "x": doc["x"], "outputs": doc["outputs"]}]
+        inputs = doc["inputs"] if "inputs" in doc else _legacy_inputs(doc, signatures)
+        return [{"key": doc.get("key"), **base, "inputs": inputs, "outputs": doc["outputs"]}]
     if kind == REJECTED_KIND:  # a refused request: counted by the data-quality checks, never a prediction
         return [{**base, "rejected": True, "request_id": doc.get("request_id"), "status": doc.get("status")}]
     if kind != "prediction":
@@ -111,19 +113,29 @@ def parse_line(line: str | bytes, signatures: Signatures, key_field: str = "key"
             doc["request"], source, key_field=key_field, max_instances=_NO_LIMIT, check_bools=False
         )
         keys = call.keys
-        outputs = _tfserving_outputs(doc["response"], call.signature, key_field, len(next(iter(call.inputs.values()))))
-    x = next(iter(call.inputs.values()))
-    n = len(x)
+        outputs = _tfserving_outputs(doc["response"], call.output_names)
+    columns = {name: arr.tolist() for name, arr in call.inputs.items()}
+    n = len(next(iter(columns.values())))
     keys = keys if keys is not None else [None] * n
-    rows = x.tolist()
     return [
-        {"key": keys[i], **base, "x": rows[i], "outputs": {name: col[i] for name, col in outputs.items()}}
+        {
+            "key": keys[i],
+            **base,
+            "inputs": {name: col[i] for name, col in columns.items()},
+            "outputs": {name: col[i] for name, col in outputs.items()},
+        }
         for i in range(n)
     ]
 
 
-def _tfserving_outputs(response: dict[str, Any], sig: SignatureSpec, key_field: str, n: int) -> dict[str, list]:
-    names = list(sig.outputs)
+def _legacy_inputs(doc: dict[str, Any], signatures: Signatures) -> dict[str, Any]:
+    """A `prediction.instance` line written before multi-input support: its `x` under the signature's input name."""
+    manifest = signatures.manifest(doc.get("model") or "")
+    sig = manifest.signatures.get(doc.get("signature") or DEFAULT_SIGNATURE) if manifest is not None else None
+    return record_inputs(doc, list(sig.inputs) if sig is not None else ["x"])
+
+
+def _tfserving_outputs(response: dict[str, Any], names: list[str]) -> dict[str, list]:
     if "predictions" in response:
         preds = response["predictions"]
         if preds and isinstance(preds[0], dict):
@@ -184,7 +196,7 @@ def batch_object(
     version: str,
     signature: str,
     keys: list,
-    inputs: np.ndarray,
+    inputs: dict[str, np.ndarray],
     outputs: dict[str, np.ndarray],
     *,
     run: int | None = None,
@@ -202,7 +214,7 @@ def batch_object(
             "key": key,
             **base,
             "source": "batch",
-            "x": inputs[i],
+            "inputs": {name: arr[i] for name, arr in inputs.items()},
             "outputs": {k: v[i] for k, v in outputs.items()},
         }
         out += orjson.dumps(rec, option=option)

@@ -12,6 +12,7 @@ import orjson
 from botocore.exceptions import ClientError
 
 from liteserve.batch.storage import ObjectStore
+from liteserve.evaluation.records import record_inputs
 from liteserve.manifest import Manifest
 
 MODEL_FILES = ("model.tflite", "manifest.json")
@@ -58,16 +59,22 @@ class Registry:
             (out / name).write_bytes(self.store.read(prefix(model, version) + name))
         return out
 
-    def holdout(self, model: str, version: str) -> tuple[list[str], np.ndarray, list[str]]:
-        """The candidate's recent labelled holdout: keys, features (n, F) float32 and labels."""
-        keys, xs, labels = [], [], []
+    def holdout(
+        self, model: str, version: str, input_names: list[str]
+    ) -> tuple[list[str], dict[str, np.ndarray], list[str]]:
+        """The candidate's recent labelled holdout: keys, float32 batches by input name and labels. Rows carry
+        their inputs as prediction records do (`inputs` by name, or a legacy single `x`)."""
+        keys, labels = [], []
+        columns: dict[str, list] = {name: [] for name in input_names}
         for line in self.store.read(prefix(model, version) + "holdout.jsonl").splitlines():
             if line.strip():
                 row = orjson.loads(line)
                 keys.append(str(row["key"]))
-                xs.append(row["x"])
+                inputs = record_inputs(row, input_names)
+                for name in input_names:
+                    columns[name].append(inputs[name])
                 labels.append(str(row["label"]))
-        return keys, np.asarray(xs, dtype=np.float32).reshape(len(xs), -1), labels
+        return keys, {name: np.asarray(col, dtype=np.float32) for name, col in columns.items()}, labels
 
     def live(self, model: str) -> dict[str, Any] | None:
         """The routing record written by the last promotion step (None before any promotion)."""

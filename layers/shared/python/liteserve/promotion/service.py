@@ -17,6 +17,7 @@ from liteserve.batch.storage import ObjectStore
 from liteserve.promotion.decide import PromotionPolicy, Verdict, accuracy, gate, review_canary
 from liteserve.promotion.deploy import LambdaDeployer, extract_model, replace_model
 from liteserve.promotion.registry import MODEL_FILES, Registry, prefix
+from liteserve.protocols.labels import class_labels
 from liteserve.runtime import Model
 
 
@@ -41,16 +42,18 @@ class PromotionConfig:
         )
 
 
-def holdout_accuracy(model_dir: Path, x: np.ndarray, labels: list[str]) -> float:
-    """Accuracy of the model in `model_dir` (checksum verified) on labelled rows, through its serving signature."""
+def holdout_accuracy(model_dir: Path, inputs: dict[str, np.ndarray], labels: list[str]) -> float:
+    """Accuracy of the model in `model_dir` (checksum verified) on labelled rows (batches by input name), through
+    its task signature's class output."""
     model = Model(model_dir)
     index = {name: i for i, name in enumerate(model.manifest.labels)}
     unknown = sorted({label for label in labels if label not in index})
     if unknown:
         raise ValueError(f"holdout labels {unknown[:5]} are not classes of {model.name}")
     y = np.asarray([index[label] for label in labels])
-    out = model.predict("serving_default", {"x": x})
-    return accuracy(out["class_id"].reshape(-1), y)
+    signature = model.manifest.raw.get("task", {}).get("signature", "serving_default")
+    predicted = class_labels(model, signature, model.predict(signature, inputs))
+    return accuracy(np.asarray([index[name] for name in predicted]), y)
 
 
 class Promoter:
@@ -96,10 +99,11 @@ class Promoter:
             return verdict
         primary_fv = live["primary"]["function_version"]
         base_arn, base_zip = self.deployer.model_layer_zip(primary_fv)
-        _, x, labels = self.registry.holdout(model, version)
         raw = self.registry.manifest_dict(model, version)
         if raw is None:
             raise LookupError(f"no candidate {prefix(model, version)}manifest.json")
+        task_signature = raw["signatures"][(raw.get("task") or {}).get("signature", "serving_default")]
+        _, x, labels = self.registry.holdout(model, version, list(task_signature["inputs"]))
         with tempfile.TemporaryDirectory(prefix="liteserve-gate-") as tmp:
             live_dir = Path(tmp) / "live" / model
             live_dir.mkdir(parents=True)

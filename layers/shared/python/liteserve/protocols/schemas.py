@@ -69,6 +69,13 @@ def predict_request(max_instances: int) -> Schema:
         "additionalProperties": False,
         "properties": {
             "signature_name": {"type": ["string", "null"], "description": "Default `serving_default`."},
+            "output_filter": {
+                "type": "array",
+                "minItems": 1,
+                "items": {"type": "string"},
+                "description": "Outputs to return (PredictRequest.output_filter of TF Serving's gRPC API); may name "
+                "`class_label` (the class names of a model with labels). Default: every output of the signature.",
+            },
             "instances": {**rows, "items": {"anyOf": [TENSOR_VALUE, B64, instance_object]}},
             "inputs": {
                 "anyOf": [

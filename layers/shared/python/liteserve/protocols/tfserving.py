@@ -20,7 +20,7 @@ import numpy as np
 from liteserve.errors import BadRequest, PayloadTooLarge
 from liteserve.keys import Key, check_keys
 from liteserve.manifest import SignatureSpec, TensorSpec
-from liteserve.protocols import schemas
+from liteserve.protocols import labels, schemas
 from liteserve.runtime import Model
 from liteserve.tensors import to_batch
 
@@ -48,6 +48,12 @@ class PredictCall:
     keys: list[Key] | None
     columnar: bool
     key_field: str
+    output_filter: list[str] | None = None
+
+    @property
+    def output_names(self) -> list[str]:
+        """The outputs the response carries, in order."""
+        return self.output_filter or list(self.signature.outputs)
 
 
 def decode_predict(
@@ -65,6 +71,7 @@ def decode_predict(
     if signature_name is not None and not isinstance(signature_name, str):
         raise BadRequest("signature_name must be a string")
     sig = model.signature(signature_name)
+    output_filter = _output_filter(doc.get("output_filter"), sig, model)
     if "instances" in doc:
         rows, keys = _split_rows(doc["instances"], sig, key_field, max_instances)
         columnar = False
@@ -80,7 +87,29 @@ def decode_predict(
     sizes = {len(arr) for arr in inputs.values()}
     if len(sizes) > 1:
         raise BadRequest(f"inputs have different batch sizes {sorted(sizes)}")
-    return PredictCall(sig, inputs, keys, columnar, key_field)
+    return PredictCall(sig, inputs, keys, columnar, key_field, output_filter)
+
+
+def _output_filter(value: Any, sig: SignatureSpec, model: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise BadRequest("output_filter must be a non-empty list of output names")
+    offered = [*sig.outputs, *([labels.CLASS_LABEL] if labels.source(model, sig.name) else [])]
+    unknown = [v for v in value if v not in offered]
+    if unknown:
+        raise BadRequest(f"output_filter: unknown output(s) {unknown}; signature '{sig.name}' offers {offered}")
+    if len(set(value)) != len(value):
+        raise BadRequest(f"output_filter names an output twice: {value}")
+    return value
+
+
+def select_outputs(call: PredictCall, model: Any, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The outputs `call` asks for (`output_filter`, `class_label` computed), in its order; all of them by default."""
+    if call.output_filter is None:
+        return outputs
+    outputs = labels.with_labels(model, call.signature.name, outputs, call.output_filter)
+    return {name: outputs[name] for name in call.output_filter}
 
 
 def _is_text(spec: TensorSpec) -> bool:
@@ -394,10 +423,11 @@ def model_metadata(model: Model) -> dict[str, Any]:
         }
         for name, sig in model.manifest.signatures.items()
     }
-    return {
-        "model_spec": {"name": model.name, "signature_name": "", "version": model.version},
-        "metadata": {"signature_def": {"signature_def": defs}},
-    }
+    metadata: dict[str, Any] = {"signature_def": {"signature_def": defs}}
+    described = labels.describe(model)
+    if described is not None:  # the class names, and the `class_label` output that carries them on request
+        metadata["labels"] = described
+    return {"model_spec": {"name": model.name, "signature_name": "", "version": model.version}, "metadata": metadata}
 
 
 def _tensor_info(spec: TensorSpec, tensor_name: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from liteserve import __version__
 from liteserve.errors import BadRequest, PayloadTooLarge
 from liteserve.keys import Key, check_keys
 from liteserve.manifest import SignatureSpec, TensorSpec
-from liteserve.protocols import schemas
+from liteserve.protocols import labels, schemas
 from liteserve.protocols.schemas import DATATYPES
 from liteserve.runtime import Model
 from liteserve.tensors import from_buffer, from_flat
@@ -158,7 +158,7 @@ def decode_infer(
         raise BadRequest(f"inputs have different batch sizes {sorted(sizes)}")
     if keys is not None and len(keys) != sizes.pop():
         raise BadRequest(f"input '{key_field}' has {len(keys)} keys for {len(next(iter(inputs.values())))} instances")
-    requested, explicit = _requested_outputs(doc.get("outputs"), sig, key_field, keys is not None)
+    requested, explicit = _requested_outputs(doc.get("outputs"), sig, model, key_field, keys is not None)
     # Per output parameters.binary_data wins; binary_data_output is the default of the others.
     binary_outputs = _NO_OUTPUTS
     if binary_default or explicit:
@@ -225,11 +225,13 @@ def _bytes_elements(chunk: bytes, name: str, index: int) -> list[str]:
 
 
 def _requested_outputs(
-    outputs: Any, sig: SignatureSpec, key_field: str, keyed: bool
+    outputs: Any, sig: SignatureSpec, model: Any, key_field: str, keyed: bool
 ) -> tuple[list[str], dict[str, bool]]:
-    """Requested output names (the key field among them if asked for) and their explicit binary_data flags."""
+    """Requested output names (the key field, or `class_label` of a model with labels, among them if asked for) and
+    their explicit binary_data flags."""
     if outputs is None:
         return [], {}
+    offered = [*sig.outputs, *([labels.CLASS_LABEL] if labels.source(model, sig.name) else [])]
     if not isinstance(outputs, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in outputs
     ):
@@ -237,9 +239,9 @@ def _requested_outputs(
     names = [o["name"] for o in outputs]
     if key_field in names and key_field not in sig.outputs and not keyed:
         raise BadRequest(f"output '{key_field}' is the key field: send a BYTES input '{key_field}' to get it back")
-    unknown = sorted(set(names) - sig.outputs.keys() - {key_field})
+    unknown = sorted(set(names) - set(offered) - {key_field})
     if unknown:
-        raise BadRequest(f"unknown output(s) {unknown}; signature '{sig.name}' has {list(sig.outputs)}")
+        raise BadRequest(f"unknown output(s) {unknown}; signature '{sig.name}' has {offered}")
     binary: dict[str, bool] = {}
     for o in outputs:
         params = o.get("parameters") or {}
@@ -268,7 +270,7 @@ def encode_infer(
         if name == call.key_field and name not in outputs:
             tensor: dict[str, Any] = {"name": name, "datatype": "BYTES", "shape": [len(call.keys)], "data": call.keys}
         else:
-            tensor = _tensor(name, call.signature.outputs[name], outputs[name])
+            tensor = _tensor(name, call.signature.outputs.get(name, labels.SPEC), outputs[name])
         if chunks is not None and name in call.binary_outputs:
             chunk = _to_binary(tensor)
             del tensor["data"]
@@ -300,11 +302,12 @@ def _to_binary(tensor: dict[str, Any]) -> bytes:
 
 
 def _tensor(name: str, spec: TensorSpec, value: np.ndarray) -> dict[str, Any]:
+    data = value.reshape(-1)
     return {
         "name": name,
         "datatype": DATATYPES.get(spec.dtype, "BYTES"),
         "shape": list(value.shape),
-        "data": value.reshape(-1),
+        "data": data.tolist() if data.dtype.kind in "OSU" else data,  # orjson writes numeric arrays only
     }
 
 
@@ -316,21 +319,22 @@ def server_metadata() -> dict[str, Any]:
 def model_metadata(model: Model) -> dict[str, Any]:
     """`GET /v2/models/{name}` body: the default signature's tensors, plus every signature under `parameters`."""
     sig = model.signature(None)
+    parameters: dict[str, Any] = {
+        "signatures": {
+            name: {"inputs": [_meta(t) for t in s.inputs.values()], "outputs": [_meta(t) for t in s.outputs.values()]}
+            for name, s in model.manifest.signatures.items()
+        }
+    }
+    described = labels.describe(model)
+    if described is not None:  # the class names, and the `class_label` output that carries them on request
+        parameters["labels"] = described
     return {
         "name": model.name,
         "versions": [model.version],
         "platform": "tensorflow_lite",
         "inputs": [_meta(t) for t in sig.inputs.values()],
         "outputs": [_meta(t) for t in sig.outputs.values()],
-        "parameters": {
-            "signatures": {
-                name: {
-                    "inputs": [_meta(t) for t in s.inputs.values()],
-                    "outputs": [_meta(t) for t in s.outputs.values()],
-                }
-                for name, s in model.manifest.signatures.items()
-            }
-        },
+        "parameters": parameters,
     }
 
 
