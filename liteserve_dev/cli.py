@@ -40,6 +40,17 @@ def parser() -> argparse.ArgumentParser:
     pk.add_argument("--signatures", nargs="+", metavar="KEY", help="signatures to keep (default: all)")
     pk.add_argument("--label-field", help="the data's label field / column (default: 'label' when present)")
     pk.add_argument("--out", type=Path, default=Path(DEFAULT_OUT), help=f"models directory (default {DEFAULT_OUT})")
+    pk.add_argument(
+        "--retrain",
+        metavar="MODULE:FUNCTION",
+        help="the model's retraining entry point (recorded in the manifest; without it the model is not retrainable)",
+    )
+    pk.add_argument(
+        "--retrain-data",
+        metavar="LOCATION",
+        help="its training data: a path relative to the repository (the retraining build's source) or s3://bucket/key "
+        "(default: the --data path)",
+    )
     b = Bounds()
     pk.add_argument("--min-agreement", type=float, default=b.min_agreement, help="classification top-1 agreement")
     pk.add_argument("--max-prob-delta", type=float, default=b.max_prob_delta, help="classification max |Δprob|")
@@ -64,6 +75,22 @@ def read_labels(path: Path) -> list[str]:
     if not names or not all(isinstance(n, str) for n in names):
         raise PackagingError(f"--labels {path}: expected a non-empty list of class names")
     return names
+
+
+def retrain_block(args: argparse.Namespace) -> dict[str, str] | None:
+    """The manifest's `retrain` block from --retrain / --retrain-data (PackagingError for a malformed entry point)."""
+    if args.retrain is None:
+        if args.retrain_data is not None:
+            raise PackagingError("--retrain-data needs --retrain module:function")
+        return None
+    from liteserve_dev.retraining import ENTRY_POINT
+
+    if not ENTRY_POINT.match(args.retrain):
+        raise PackagingError(f"--retrain {args.retrain!r}: expected module:function (e.g. mypkg.train:retrain)")
+    block = {"entry_point": args.retrain, "data": args.retrain_data or args.data}
+    if args.label_field:
+        block["label_field"] = args.label_field
+    return block
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -93,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             signatures=args.signatures,
             label_field=args.label_field,
             bounds=bounds,
+            retrain=retrain_block(args),
         )
         packaged = package(args.source, args.data, options)
         target = write(packaged, args.out)

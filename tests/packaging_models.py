@@ -11,6 +11,9 @@ writes, under OUT_DIR:
 - two_signatures/: `saved_model/` (ExportArchive) and `module/` (tf.Module), each with `serving_default` -> score and
   `hidden` -> h, and `data.npz`;
 - float_tflite/: `model.tflite` (the diabetes MLP converted to float TF Lite elsewhere) and `data.npz`.
+
+`retrain_diabetes` is the diabetes model's retraining entry point (the retraining contract,
+`liteserve_dev.retraining`): `--retrain tests.packaging_models:retrain_diabetes`.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from sklearn.datasets import load_diabetes
+
+from liteserve_dev.retraining import RetrainInput
 
 
 def two_input(out: Path) -> None:
@@ -57,11 +62,8 @@ def two_input(out: Path) -> None:
     np.savez(out / "reference.npz", probabilities=ref)
 
 
-def diabetes(out: Path) -> keras.Model:
-    """A regression MLP on the diabetes data (ten named, scaled columns; target 25..346)."""
-    bunch = load_diabetes()
-    x = np.asarray(bunch.data, dtype=np.float32)
-    y = np.asarray(bunch.target, dtype=np.float32)
+def fit_diabetes(x: np.ndarray, y: np.ndarray) -> keras.Model:
+    """The diabetes regression MLP (input `features` [n, 10] -> one score), seeded, trained on (x, y)."""
     keras.utils.set_random_seed(2)
     inp = keras.Input(shape=(x.shape[1],), name="features")
     h = keras.layers.Dense(32, activation="relu")(inp)
@@ -70,6 +72,22 @@ def diabetes(out: Path) -> keras.Model:
     model = keras.Model(inp, score)
     model.compile(optimizer=keras.optimizers.Adam(2e-2), loss="mse")
     model.fit(x, y, epochs=60, batch_size=32, verbose=0)
+    return model
+
+
+def retrain_diabetes(job: RetrainInput) -> keras.Model:
+    """Retraining entry point: the same MLP on the training rows followed by the window's labelled rows."""
+    x = np.concatenate([job.training.inputs["features"], job.recent.inputs["features"]])
+    y = np.concatenate([job.training.labels, job.recent.labels]).astype(np.float32)
+    return fit_diabetes(x, y)
+
+
+def diabetes(out: Path) -> keras.Model:
+    """A regression MLP on the diabetes data (ten named, scaled columns; target 25..346)."""
+    bunch = load_diabetes()
+    x = np.asarray(bunch.data, dtype=np.float32)
+    y = np.asarray(bunch.target, dtype=np.float32)
+    model = fit_diabetes(x, y)
     out.mkdir(parents=True, exist_ok=True)
     model.export(str(out / "saved_model"), format="tf_saved_model", verbose=False)
     with (out / "data.csv").open("w") as f:

@@ -12,8 +12,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Build every spec (or the `--only` ones) on the digits split; prints one JSON summary line per model."""
-    from training import data
+    """Build every spec (or the `--only` ones) on the digits split; prints one JSON summary line per model. Writes
+    the split's training rows as the models' declared retraining data (training.digits)."""
+    from training import data, digits
     from training.specs import SPECS
 
     p = argparse.ArgumentParser(prog="python -m training", description=main.__doc__)
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     from training.build import build_model
 
     s = data.split()
+    digits.write_training_data(s)
     for name in args.only or list(SPECS):
         m = build_model(
             SPECS[name],
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             args.version,
             float_dir=Path(args.float_out),
             data_block=data.data_info(s),
+            retrain=digits.retrain_block(),
         )
         summary = {"name": name, **m["metrics"], **m["build"], "params": m["architecture"]["params"]}
         print(json.dumps(summary), flush=True)

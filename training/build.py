@@ -67,6 +67,7 @@ def build_model(
     data_block: dict[str, Any] | None = None,
     labels: list[str] | None = None,
     feature_names: list[str] | None = None,
+    retrain: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Train `spec` on (x_train, y_train), convert to full-integer int8, verify, and write the artifacts.
 
@@ -74,7 +75,8 @@ def build_model(
     split carved out of x_train). Writes `<out_dir>/<spec.name>/{model.tflite,manifest.json}` and, if `float_dir` is
     given, the float reference model `<float_dir>/<spec.name>/float.tflite`. Raises QualityError (writing nothing)
     when any signature's kernels are not int8 or int8 misses the fidelity bar. `parent` records the version this one
-    was retrained from. Returns the manifest.
+    was retrained from; `retrain` is the manifest's retraining declaration (liteserve_dev.retraining). Returns the
+    manifest.
     """
     labels = labels if labels is not None else data.LABELS
     feature_names = feature_names if feature_names is not None else data.FEATURE_NAMES
@@ -99,6 +101,7 @@ def build_model(
         feature_names=list(feature_names),
         histogram_edges=data.HIST_EDGES,
         bounds=Bounds(min_agreement=MIN_AGREEMENT, max_accuracy_drop=MAX_ACCURACY_DROP),
+        retrain=retrain,
     )
     calib = Bound({"x": x_train}, y_train, {"x": list(feature_names)}, {"rows": len(y_train)})
     held_out = Bound({"x": x_val}, y_val, {"x": list(feature_names)}, {"rows": len(y_val)})

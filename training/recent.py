@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 from liteserve.evaluation.evaluate import iso, latest_per_key
-from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, hour_path
+from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, hour_path, record_inputs
 from liteserve.runtime import DEFAULT_SIGNATURE
+
+from liteserve_dev.retraining import Rows
 
 LOG_PREFIXES = (ONLINE_PREFIX, BATCH_PREFIX)
 HOLDOUT_BUCKETS = 5  # sha256(key) % 5 == 0 -> holdout: 20 % of the recent labelled keys
@@ -62,34 +64,19 @@ def log_objects(keys: Iterable[str], window: DataWindow) -> list[str]:
     return sorted(out)
 
 
-@dataclass(frozen=True)
-class Rows:
-    """Labelled rows: keys, features (n, F) float32, class indices (n,) int64."""
-
-    keys: list[str]
-    x: np.ndarray
-    y: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.keys)
-
-    def take(self, mask: np.ndarray) -> Rows:
-        """The rows where `mask` is true."""
-        idx = np.flatnonzero(mask)
-        return Rows([self.keys[i] for i in idx], self.x[idx], self.y[idx])
-
-
 def join(
     records: Iterable[dict[str, Any]],
     labels: Mapping[str, str],
     model: str,
     window: DataWindow,
-    class_names: list[str],
-    n_features: int,
+    inputs: Mapping[str, Mapping[str, Any]],
+    class_names: list[str] | None,
 ) -> tuple[Rows, dict[str, int]]:
     """The window's `serving_default` predictions of `model`, latest per key, joined with their label by key.
 
-    The served inputs are the features. Returns the rows (sorted by key, so the result does not depend on listing
+    The served inputs (read with `record_inputs`, checked against `inputs`: the signature's `{name: {dtype,
+    shape}}`) are the features; labels become class indices into `class_names` (classification) or float targets
+    (`class_names` None: regression). Returns the rows (sorted by key, so the result does not depend on listing
     order) and counts of what was left out and why."""
     counts = {"records": 0, "other_models": 0, "outside_window": 0, "other_signatures": 0}
     kept = []
@@ -104,33 +91,70 @@ def join(
         else:
             kept.append(rec)
     latest = latest_per_key(kept)
-    index = {name: i for i, name in enumerate(class_names)}
+    index = {name: i for i, name in enumerate(class_names)} if class_names is not None else None
     counts.update(predictions=len(latest), unkeyed=0, unlabelled=0, unknown_label=0, bad_features=0)
-    keys, xs, ys = [], [], []
+    names = list(inputs)
+    keys: list[str] = []
+    values: dict[str, list[np.ndarray]] = {n: [] for n in names}
+    ys: list[float] = []
     for rec in latest:
         if rec.get("key") is None:
             counts["unkeyed"] += 1
             continue
         key = str(rec["key"])
         label = labels.get(key)
+        y = None if label is None else _label(label, index)
+        row = _inputs(rec, inputs)
         if label is None:
             counts["unlabelled"] += 1
-        elif label not in index:
+        elif y is None:
             counts["unknown_label"] += 1
-        elif not isinstance(rec.get("x"), list) or len(rec["x"]) != n_features:
+        elif row is None:
             counts["bad_features"] += 1
         else:
             keys.append(key)
-            xs.append(rec["x"])
-            ys.append(index[label])
+            ys.append(y)
+            for n in names:
+                values[n].append(row[n])
     order = sorted(range(len(keys)), key=keys.__getitem__)
+    arrays = {}
+    for n in names:
+        spec = inputs[n]
+        trailing = [max(d, 0) for d in spec["shape"][1:]]
+        arrays[n] = np.stack([values[n][i] for i in order]) if order else np.zeros([0, *trailing], dtype=spec["dtype"])
     rows = Rows(
+        arrays,
+        np.asarray([ys[i] for i in order], dtype=np.int64 if index is not None else np.float64),
         [keys[i] for i in order],
-        np.asarray([xs[i] for i in order], dtype=np.float32).reshape(len(order), n_features),
-        np.asarray([ys[i] for i in order], dtype=np.int64),
     )
     counts["labelled"] = len(rows)
     return rows, counts
+
+
+def _label(label: str, index: dict[str, int] | None) -> float | None:
+    if index is not None:
+        return index.get(label)
+    try:
+        value = float(label)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _inputs(rec: dict[str, Any], inputs: Mapping[str, Mapping[str, Any]]) -> dict[str, np.ndarray] | None:
+    """The record's values per input, with the input's dtype and trailing shape; None when any does not fit."""
+    try:
+        got = record_inputs(rec, list(inputs))
+        out = {n: np.asarray(got[n], dtype=spec["dtype"]) for n, spec in inputs.items()}
+    except (ValueError, TypeError, KeyError):
+        return None
+    for n, spec in inputs.items():
+        shape = spec["shape"][1:]
+        if out[n].ndim != len(shape) or any(d >= 0 and a != d for a, d in zip(out[n].shape, shape, strict=True)):
+            return None
+        if out[n].dtype.kind == "f" and not np.isfinite(out[n]).all():
+            return None
+    return out
 
 
 def is_holdout(key: str, buckets: int = HOLDOUT_BUCKETS) -> bool:
@@ -140,7 +164,7 @@ def is_holdout(key: str, buckets: int = HOLDOUT_BUCKETS) -> bool:
 
 def split_holdout(rows: Rows, buckets: int = HOLDOUT_BUCKETS) -> tuple[Rows, Rows]:
     """(train, holdout) by key; the holdout is never trained on."""
-    mask = np.asarray([is_holdout(k, buckets) for k in rows.keys], dtype=bool)
+    mask = np.asarray([is_holdout(k, buckets) for k in rows.keys or []], dtype=bool)
     return rows.take(~mask), rows.take(mask)
 
 

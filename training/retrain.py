@@ -1,10 +1,13 @@
 """Retraining job: `python -m training.retrain` (the retraining CodeBuild project's build step, see buildspec.yml).
 
-Trains a candidate with the same code as the initial model (`training.build.build_model`) on the original training
-split plus the recent labelled predictions (served `serving_default` inputs joined with their latest label by key),
-keeps a key-based holdout of the recent rows out of training, and writes the candidate to the registry:
-`s3://$LITESERVE_BUCKET/models/<name>/<version>/` = claim.json, model.tflite, float.tflite, metrics.json,
-holdout.jsonl ({key, x, label}) and manifest.json (build_model's manifest + `lineage`), the manifest last.
+Retrains through the model's own entry point (the retraining contract, `liteserve_dev.retraining`): the manifest of
+the version being replaced (registry, else the model layer) declares `retrain: {entry_point: "module:function",
+data: LOCATION}`; the job reads the training rows from LOCATION and the recent labelled predictions (served
+`serving_default` inputs joined with their latest label by key), keeps a key-based holdout of the recent rows out of
+training, calls the entry point, packages what it returns with the packaging path under the parent's options, and
+writes the candidate to the registry: `s3://$LITESERVE_BUCKET/models/<name>/<version>/` = claim.json, model.tflite,
+float.tflite, metrics.json, holdout.jsonl ({key, x, label}; `inputs` instead of `x` for a model with several inputs)
+and manifest.json (the packaging manifest + `parent`, `lineage`), the manifest last.
 
 Inputs (environment; flags override for manual runs):
     RETRAIN_REQUEST                 the RetrainRequested event's detail (JSON; a whole event is accepted too)
@@ -13,17 +16,20 @@ Inputs (environment; flags override for manual runs):
     LITESERVE_RETRAIN_WINDOW_HOURS  recent data: predictions made in the hours before the request's window end (168)
     LITESERVE_RETRAIN_MIN_LABELLED  fewer recent labelled predictions fail the build (500)
     LITESERVE_RETRAIN_RECENT_SHARE  repeat the recent rows until they make this share of training (0: off, default;
-                                    repeats leak into build_model's early-stopping split and overfit, see below)
+                                    repeats leak into an early-stopping split and overfit, see below)
     LITESERVE_MODEL_ROOT            model layer folder, for decoding logged requests (layers/model/models)
 
 Prints one JSON line `{"model", "version", "prefix", "status": "created"|"exists", "window_id"}` (and writes it to
 `--emit FILE`). A second run for the same window finds the candidate and exits 0 without a new version. Exit 1: the
-retraining failed (too few labelled rows, int8 checks); exit 2: bad request or configuration.
+retraining failed (too few labelled rows, the entry point raised or returned no model, the packaging checks); exit 2:
+bad request or configuration (among them: a model that declares no entry point, an entry point that does not
+resolve, training data that cannot be read).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -38,7 +44,7 @@ from typing import Any
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 # LiteRT must be loaded before TensorFlow (both register the same pybind11 types; LiteRT imported second fails and
-# the process aborts at exit). liteserve.runtime imports it; training.build (TensorFlow) is imported lazily below.
+# the process aborts at exit). liteserve.runtime imports it; the entry point and the packaging import TensorFlow later.
 import numpy as np
 import orjson
 from liteserve.batch.storage import ObjectStore
@@ -46,10 +52,13 @@ from liteserve.evaluation.labels import LabelStore
 from liteserve.evaluation.records import Signatures, hour_path, read_object
 from liteserve.runtime import Model
 
-from training import data
-from training.recent import LOG_PREFIXES, DataWindow, Rows, join, log_objects, oversample_factor, split_holdout
+from liteserve_dev import retraining
+from liteserve_dev.packaging import PackagingError, tasks
+from liteserve_dev.packaging import metrics as task_metrics
+from liteserve_dev.packaging.package import Packaged, write
+from liteserve_dev.retraining import ContractError, RetrainInput, Rows, TrainingFailed, concat
+from training.recent import LOG_PREFIXES, DataWindow, join, log_objects, oversample_factor, split_holdout
 from training.registry import CandidateRegistry, Plan, plan
-from training.specs import SPECS
 
 DEFAULT_WINDOW_HOURS = 168.0
 DEFAULT_MIN_LABELLED = 500
@@ -158,8 +167,6 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Request, 
     if not detail.get("model"):
         raise RequestError("nothing to retrain: set RETRAIN_REQUEST or pass --model")
     request = Request.from_detail(detail)
-    if request.model not in SPECS:
-        raise RequestError(f"no training spec for model {request.model!r}; known: {', '.join(sorted(SPECS))}")
 
     def setting(flag: Any, name: str, default: Any, kind: type) -> Any:
         value = flag if flag is not None else env.get(name, default)
@@ -198,12 +205,12 @@ def load_recent(
     store: ObjectStore,
     labels: LabelStore,
     signatures: Signatures,
-    model: str,
+    manifest: dict[str, Any],
     window: DataWindow,
     key_field: str,
     now: float,
 ) -> tuple[Rows, dict[str, int]]:
-    """The window's labelled predictions of `model`, read with the evaluation pipeline's readers."""
+    """The window's labelled predictions of the model, read with the evaluation pipeline's readers."""
     keys: list[str] = []
     day = window.start - 3600
     while day <= window.end + 3600 + 86400:
@@ -219,7 +226,9 @@ def load_recent(
         bad += nbad
     # Labels arrive after their predictions: everything received from the window's start until now.
     label_map = {str(i["key"]): str(i["label"]) for i in labels.received(window.start, max(now, window.end))}
-    rows, counts = join(records, label_map, model, window, data.LABELS, data.N_FEATURES)
+    inputs = manifest["signatures"][manifest["task"]["signature"]]["inputs"]
+    classes = manifest["labels"] if manifest["task"]["kind"] == "classification" else None
+    rows, counts = join(records, label_map, manifest["name"], window, inputs, classes)
     counts.update(log_objects=len(objects), unreadable_lines=bad, labels_received=len(label_map))
     return rows, counts
 
@@ -233,12 +242,37 @@ def claim_version(registry: CandidateRegistry, request: Request, claim: dict[str
     raise RetrainError(f"could not claim a version of {request.model} after {CLAIM_TRIES} tries")
 
 
-def scores(model: Model, x: np.ndarray, y: np.ndarray) -> dict[str, float | int | None]:
-    """Accuracy and log loss of a served model (int8, through `serving_default`) on labelled rows."""
-    if len(y) == 0:
+def scores(model: Model, manifest: dict[str, Any], rows: Rows) -> dict[str, float | int | None]:
+    """The task's metrics of a served model (through its task signature) on labelled rows: accuracy and log loss
+    (classification), MAE, RMSE and R² (regression)."""
+    task = manifest["task"]
+    if task["kind"] == "regression":
+        if len(rows) == 0:
+            return {"n": 0, "mae": None, "rmse": None}
+        out = model.predict(task["signature"], rows.inputs)
+        return {"n": len(rows), **task_metrics.regression_metrics(out[task["score"]], rows.labels)}
+    if len(rows) == 0:
         return {"n": 0, "accuracy": None, "log_loss": None}
-    probs = model.predict("serving_default", {"x": np.ascontiguousarray(x, dtype=np.float32)})["probabilities"]
-    return {"n": len(y), "accuracy": data.accuracy(probs, y), "log_loss": data.log_loss(probs, y)}
+    out = model.predict(task["signature"], rows.inputs)
+    probs = tasks.probabilities(task, out)
+    return {
+        "n": len(rows),
+        "accuracy": float(np.mean(tasks.predicted_class(task, out) == rows.labels)),
+        "log_loss": task_metrics.log_loss(probs, rows.labels) if probs is not None else None,
+    }
+
+
+def parent_manifest(registry: CandidateRegistry, request: Request, model_root: str) -> dict[str, Any]:
+    """The manifest of the version being replaced: the registry's, else the model layer's (the version deployed
+    with the stack). RequestError when neither has the model."""
+    if request.parent is not None:
+        manifest = registry.read_json(request.parent, "manifest.json")
+        if manifest is not None:
+            return manifest
+    path = Path(model_root) / request.model / "manifest.json"
+    if not path.is_file():
+        raise RequestError(f"model {request.model!r} is neither in the registry nor in the model layer {model_root}")
+    return orjson.loads(path.read_bytes())
 
 
 def parent_model(registry: CandidateRegistry, request: Request, model_root: str, tmp: Path) -> tuple[Model, str] | None:
@@ -262,12 +296,19 @@ def parent_model(registry: CandidateRegistry, request: Request, model_root: str,
     return None
 
 
-def holdout_lines(rows: Rows) -> bytes:
-    """holdout.jsonl: one `{key, x, label}` per row, the label as the class name the label store holds."""
-    return b"".join(
-        orjson.dumps({"key": k, "x": x, "label": data.LABELS[int(y)]}, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
-        for k, x, y in zip(rows.keys, rows.x, rows.y, strict=True)
-    )
+def holdout_lines(rows: Rows, manifest: dict[str, Any]) -> bytes:
+    """holdout.jsonl: one `{key, x, label}` per row (`inputs` by name instead of `x` for several inputs), the label
+    as the label store holds it (the class name, or the number)."""
+    classification = manifest["task"]["kind"] == "classification"
+    names = list(rows.inputs)
+    out = []
+    for i, key in enumerate(rows.keys or []):
+        y = rows.labels[i]
+        label = manifest["labels"][int(y)] if classification else repr(float(y))
+        values = {n: rows.inputs[n][i] for n in names}
+        doc = {"key": key, **({"x": values[names[0]]} if len(names) == 1 else {"inputs": values}), "label": label}
+        out.append(orjson.dumps(doc, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+    return b"".join(out)
 
 
 def run(request: Request, config: Config, now: float | None = None) -> dict[str, Any]:
@@ -289,13 +330,21 @@ def run(request: Request, config: Config, now: float | None = None) -> dict[str,
         log(f"{registry.uri(first.version)} already holds the candidate of window {request.window_id}")
         return result(first, "exists")
 
+    # The contract first: a model that cannot be retrained fails before any data is read or a version claimed.
+    manifest = parent_manifest(registry, request, config.model_root)
+    try:
+        declaration = retraining.declared(manifest)
+        entry_point = retraining.resolve(declaration.entry_point)
+    except ContractError as err:
+        raise RequestError(str(err)) from None
+
     window = DataWindow.ending(request.window_end, config.window_hours, request.window_id)
     store = ObjectStore(config.bucket)
     rows, counts = load_recent(
         store,
         LabelStore(config.labels_table),
         Signatures(config.model_root),
-        request.model,
+        manifest,
         window,
         config.key_field,
         now,
@@ -311,116 +360,143 @@ def run(request: Request, config: Config, now: float | None = None) -> dict[str,
     if not all(len(part) for part in split_holdout(rows)):
         raise RetrainError(f"{len(rows)} labelled rows give an empty training part or holdout: no candidate written")
 
-    claim = {
-        "model": request.model,
-        "window_id": request.window_id,
-        "parent": request.parent,
-        "request": request.detail,
-        "claimed_at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "build_id": os.environ.get("CODEBUILD_BUILD_ID"),
-    }
-    p = claim_version(registry, request, claim)
-    if p.action == "exists":
-        return result(p, "exists")
-    log(f"{p.action} {registry.uri(p.version)}")
-    files = build_candidate(request, config, registry, p.version, window, rows, counts)
+    with tempfile.TemporaryDirectory(prefix="liteserve-retrain-") as tmp_name:
+        tmp = Path(tmp_name)
+        try:
+            training = retraining.load_training(declaration, manifest, tmp)
+        except ContractError as err:
+            raise RequestError(str(err)) from None
+        claim = {
+            "model": request.model,
+            "window_id": request.window_id,
+            "parent": request.parent,
+            "request": request.detail,
+            "claimed_at": datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "build_id": os.environ.get("CODEBUILD_BUILD_ID"),
+        }
+        p = claim_version(registry, request, claim)
+        if p.action == "exists":
+            return result(p, "exists")
+        log(f"{p.action} {registry.uri(p.version)} with {declaration.entry_point}")
+        job = Job(request, config, registry, p.version, window, manifest, declaration, tmp)
+        files = job.build(entry_point, training, rows, counts)
     registry.write(p.version, files)
     return result(p, "created")
 
 
-def build_candidate(
-    request: Request,
-    config: Config,
-    registry: CandidateRegistry,
-    version: str,
-    window: DataWindow,
-    rows: Rows,
-    counts: dict[str, int],
-) -> dict[str, bytes]:
-    """Train with `build_model` on the original split + the recent training rows; the registry files of the
-    candidate (manifest with lineage, metrics, holdout). RetrainError when the int8 checks fail."""
-    recent_train, holdout = split_holdout(rows)
-    split = data.split()
-    factor = oversample_factor(len(split.y_train), len(recent_train), config.recent_share)
-    x_train = np.concatenate([split.x_train, *([recent_train.x] * factor)])
-    y_train = np.concatenate([split.y_train, *([recent_train.y] * factor)])
-    # Validation (int8 fidelity and the manifest's metrics): the original test split and the recent holdout.
-    x_val = np.concatenate([split.x_test, holdout.x])
-    y_val = np.concatenate([split.y_test, holdout.y])
-    rows_block = {
-        "original_train": len(split.y_train),
-        "original_test": len(split.y_test),
-        "recent_labelled": len(rows),
-        "recent_train": len(recent_train),
-        "holdout": len(holdout),
-        "oversample_factor": factor,
-        "train_total": len(y_train),
-        "validation_total": len(y_val),
-        "prediction_log": counts,
-    }
-    data_block = {
-        **data.data_info(split),
-        "n_train": len(y_train),
-        "n_test": len(y_val),
-        "recent": {"window": window.as_dict(), "rows": rows_block},
-        "validation": "original test split + recent holdout",
-    }
+@dataclass(frozen=True)
+class Job:
+    """One candidate's build: who it replaces, where it goes, what the model declares, a scratch folder."""
 
-    from training.build import QualityError, build_model  # TensorFlow: only now, after LiteRT
+    request: Request
+    config: Config
+    registry: CandidateRegistry
+    version: str
+    window: DataWindow
+    manifest: dict[str, Any]  # the parent's
+    declaration: retraining.Declaration
+    tmp: Path
 
-    with tempfile.TemporaryDirectory(prefix="liteserve-retrain-") as tmp_name:
-        tmp = Path(tmp_name)
+    def build(self, entry_point: Any, training: Rows, rows: Rows, counts: dict[str, int]) -> dict[str, bytes]:
+        """Call the entry point on the training rows + the recent training rows, package its model under the
+        parent's options and return the candidate's registry files (manifest with lineage, metrics, holdout).
+        RetrainError when the entry point fails or its model fails the packaging checks."""
+        request, registry, version = self.request, self.registry, self.version
+        recent_train, holdout = split_holdout(rows)
+        factor = oversample_factor(len(training), len(recent_train), self.config.recent_share)
+        recent = recent_train.repeat(factor)
+        trained_on = concat(training, recent)
+        rows_block = {
+            "original_train": len(training),
+            "recent_labelled": len(rows),
+            "recent_train": len(recent_train),
+            "holdout": len(holdout),
+            "oversample_factor": factor,
+            "train_total": len(trained_on),
+            "validation_total": len(trained_on) + len(holdout),
+            "prediction_log": counts,
+        }
+        spec = self.declaration.entry_point
+        workdir = self.tmp / "entry_point"
+        workdir.mkdir()
+        data = RetrainInput(
+            model=request.model,
+            version=version,
+            parent=request.parent,
+            task=self.manifest["task"],
+            labels=list(self.manifest["labels"]),
+            feature_names=self.manifest.get("feature_names"),
+            training=training,
+            recent=recent,
+            workdir=workdir,
+        )
+        t0 = time.perf_counter()
         try:
-            manifest = build_model(
-                SPECS[request.model],
-                x_train,
-                y_train,
-                x_val,
-                y_val,
-                tmp / "out",
-                version,
-                request.parent,
-                float_dir=tmp / "float",
-                data_block=data_block,
-            )
-        except QualityError as err:
+            source = retraining.run_entry_point(entry_point, spec, data)
+            t1 = time.perf_counter()
+            candidate = retraining.package_candidate(source, self.manifest, version, trained_on, holdout, spec)
+        except TrainingFailed as err:
+            raise RetrainError(str(err)) from err
+        except PackagingError as err:
             raise RetrainError(f"candidate {registry.uri(version)} failed its checks: {err}") from err
-        out = tmp / "out" / request.model
-        candidate = Model(out)
+        manifest = candidate.manifest
+        out = self.tmp / "candidate"
+        manifest.update(
+            {
+                "data": {
+                    "training": self.declaration.data,
+                    "n_train": len(trained_on),
+                    "n_test": len(trained_on) + len(holdout),
+                    "recent": {"window": self.window.as_dict(), "rows": rows_block},
+                    "validation": "fidelity: training rows + recent rows + recent holdout; metrics: recent holdout",
+                },
+                "parent": request.parent,
+                "float_reference": {
+                    "file": "float.tflite",
+                    "sha256": hashlib.sha256(candidate.float_model).hexdigest(),
+                },
+                "build": {
+                    **manifest["build"],
+                    "float_size_bytes": len(candidate.float_model),
+                    "entry_point_seconds": round(t1 - t0, 2),
+                    "package_seconds": round(time.perf_counter() - t1, 2),
+                },
+                "lineage": {
+                    "parent_version": request.parent,
+                    "report": request.report,
+                    "request": request.detail,
+                    "window": self.window.as_dict(),
+                    "rows": rows_block,
+                    "entry_point": spec,
+                    "holdout": {"rule": "int(sha256(key).hexdigest(), 16) % 5 == 0", "file": "holdout.jsonl"},
+                    "build_id": os.environ.get("CODEBUILD_BUILD_ID"),
+                },
+            }
+        )
+        write(Packaged(candidate.model, manifest), out)  # validates the manifest against its schema
+        model = Model(out / request.model)
         metrics: dict[str, Any] = {
             "model": request.model,
             "version": version,
-            "candidate": {
-                "original_test": scores(candidate, split.x_test, split.y_test),
-                "holdout": scores(candidate, holdout.x, holdout.y),
-            },
-            "build": manifest["metrics"],
+            "candidate": {"training": scores(model, manifest, training), "holdout": scores(model, manifest, holdout)},
+            "build": manifest.get("metrics", {}),
             "parent": {"version": request.parent, "source": None},
         }
-        parent = parent_model(registry, request, config.model_root, tmp)
+        parent = parent_model(registry, request, self.config.model_root, self.tmp)
         if parent is not None:
             metrics["parent"] = {
                 "version": request.parent,
                 "source": parent[1],
-                "original_test": scores(parent[0], split.x_test, split.y_test),
-                "holdout": scores(parent[0], holdout.x, holdout.y),
+                "training": scores(parent[0], self.manifest, training),
+                "holdout": scores(parent[0], self.manifest, holdout),
             }
-        manifest["lineage"] = {
-            "parent_version": request.parent,
-            "report": request.report,
-            "request": request.detail,
-            "window": window.as_dict(),
-            "rows": rows_block,
-            "holdout": {"rule": "int(sha256(key).hexdigest(), 16) % 5 == 0", "file": "holdout.jsonl"},
-            "build_id": os.environ.get("CODEBUILD_BUILD_ID"),
-        }
         log(f"candidate {registry.uri(version)}: {json.dumps(metrics['candidate'])}; parent {metrics['parent']}")
         return {
-            "model.tflite": (out / "model.tflite").read_bytes(),
-            "float.tflite": (tmp / "float" / request.model / "float.tflite").read_bytes(),
+            "model.tflite": candidate.model,
+            "float.tflite": candidate.float_model,
             "metrics.json": orjson.dumps(metrics, option=orjson.OPT_INDENT_2),
-            "holdout.jsonl": holdout_lines(holdout),
-            "manifest.json": json.dumps(manifest, indent=1).encode() + b"\n",
+            "holdout.jsonl": holdout_lines(holdout, manifest),
+            "manifest.json": (out / request.model / "manifest.json").read_bytes(),
         }
 
 

@@ -3,7 +3,8 @@
 CodeBuild cannot take its source from `sam package`, so after `sam deploy` (and after any change to training/,
 liteserve_dev/ or the shared package) run `make training-source STACK=liteserve-dev`: it zips the tracked files the
 build needs (training/, the packaging path liteserve_dev/, requirements/train.txt, the shared package, the committed
-models) and puts the zip at the key the template's TrainingSourceKey parameter names.
+models, examples/ with models' retraining entry points) and puts the zip at the key the template's TrainingSourceKey
+parameter names.
 
     python -m training.source --bucket liteserve-dev-data-123456789012 [--key source/liteserve-training.zip]
 """
@@ -17,7 +18,15 @@ import sys
 import zipfile
 from pathlib import Path
 
-PATHS = ("training/", "liteserve_dev/", "requirements/train.txt", "layers/shared/python/", "layers/model/models/")
+# examples/: retraining entry points (and their repository-relative training data) declared by packaged models.
+PATHS = (
+    "training/",
+    "liteserve_dev/",
+    "requirements/train.txt",
+    "layers/shared/python/",
+    "layers/model/models/",
+    "examples/",
+)
 REPO = Path(__file__).resolve().parents[1]
 
 

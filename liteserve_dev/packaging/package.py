@@ -49,6 +49,7 @@ class Options:
     calibration_rows: int | None = 1000  # rows fed to the int8 calibration (None: all)
     feature_names: list[str] | None = None  # names of the single flat input's features (CSV: its columns)
     histogram_edges: list[float] | None = None  # fixed baseline histogram edges (default: each feature's range)
+    retrain: dict[str, str] | None = None  # the manifest's `retrain` block (liteserve_dev.retraining)
 
 
 @dataclass
@@ -283,6 +284,8 @@ def finish(
     }
     if calibration is not None:
         manifest["calibration"] = calibration
+    if options.retrain is not None:
+        manifest["retrain"] = options.retrain
     if not block_metrics:
         del manifest["metrics"]
     _validate(manifest)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ import pytest
 
 from localcloud import LocalCloud
 from localcloud.auth import bearer
+from localcloud.cloud import MotoServer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PROJECT_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -38,6 +40,34 @@ def cloud_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClo
         log_ship_interval=3600,  # deliveries only on flush_logs(): deterministic tests
     ) as lc:
         yield lc
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """A bare moto server over HTTP for one test module (no template provisioned)."""
+    server = MotoServer(port=0, log_path=tmp_path_factory.mktemp("moto") / "moto.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def aws_env(moto: MotoServer) -> Iterator[dict[str, str]]:
+    """This process's AWS settings pointed at `moto` for the module; returns them for subprocesses."""
+    env = {
+        "AWS_ENDPOINT_URL": moto.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield env
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.fixture

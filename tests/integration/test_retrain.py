@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,6 @@ from liteserve.predlog import PredictionLog
 from liteserve.runtime import Model, ModelRepository
 from liteserve.service import PredictService, ServingConfig
 
-from localcloud.cloud import MotoServer
 from tests.support import MODEL_ROOT, ROOT, create_labels_table, http_event
 from training.recent import is_holdout
 from training.registry import CandidateRegistry, Entry, Plan, plan
@@ -43,32 +41,6 @@ SEED_FROM_DAY = 4  # day 4 is seeded too: it lies outside the window and must no
 WINDOW_END = SCENARIO.day_start(12)
 WINDOW_ID = "2026-11-13T00:00:00Z"
 RECOVERY = 0.95  # the candidate on drifted data vs the current model before the drift
-
-
-@pytest.fixture(scope="module")
-def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    server = MotoServer(port=0, log_path=tmp_path_factory.mktemp("moto") / "moto.log").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def aws_env(moto: MotoServer) -> Iterator[dict[str, str]]:
-    env = {
-        "AWS_ENDPOINT_URL": moto.url,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +100,14 @@ def seed(days: list[dict[str, Any]]) -> dict[str, int]:
     return counts
 
 
-def run_job(env: dict[str, str], tmp: Path, *flags: str, request: dict[str, Any] | None = None) -> tuple[int, str, str]:
+def run_job(
+    env: dict[str, str],
+    tmp: Path,
+    *flags: str,
+    request: dict[str, Any] | None = None,
+    model_root: Path = MODEL_ROOT,
+) -> tuple[int, str, str]:
+    """`python -m training.retrain` in the TensorFlow venv from the repository root, as the build runs it."""
     emit = tmp / "candidate.json"
     full = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -137,7 +116,7 @@ def run_job(env: dict[str, str], tmp: Path, *flags: str, request: dict[str, Any]
         "PYTHONPATH": f"{ROOT / 'layers' / 'shared' / 'python'}:{ROOT}",
         "LITESERVE_BUCKET": BUCKET,
         "LITESERVE_LABELS_TABLE": TABLE,
-        "LITESERVE_MODEL_ROOT": str(MODEL_ROOT),
+        "LITESERVE_MODEL_ROOT": str(model_root),
     }
     if request is not None:
         full["RETRAIN_REQUEST"] = json.dumps(request)

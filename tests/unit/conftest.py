@@ -27,3 +27,16 @@ def digits():
 
     s = split()
     return s.x_test, s.y_test
+
+
+@pytest.fixture
+def mocked_aws(monkeypatch):
+    """boto3 in this process against moto's in-memory AWS (no endpoint override, test credentials)."""
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield

@@ -13,7 +13,6 @@ import orjson
 import pytest
 from liteserve.batch.jobs import BatchConfig, Pipeline
 from liteserve.runtime import ModelRepository
-from moto import mock_aws
 
 from tests.support import MODEL_ROOT
 
@@ -26,25 +25,20 @@ def models():
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        ddb = boto3.client("dynamodb")
-        for name, key in ((JOBS, "job_id"), (CACHE, "key")):
-            ddb.create_table(
-                TableName=name,
-                BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
-                KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
-            )
-        sqs = boto3.client("sqs")
-        url = sqs.create_queue(QueueName="shards")["QueueUrl"]
-        boto3.client("events")
-        yield url
+def aws(mocked_aws):
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    ddb = boto3.client("dynamodb")
+    for name, key in ((JOBS, "job_id"), (CACHE, "key")):
+        ddb.create_table(
+            TableName=name,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+        )
+    sqs = boto3.client("sqs")
+    url = sqs.create_queue(QueueName="shards")["QueueUrl"]
+    boto3.client("events")
+    return url
 
 
 @pytest.fixture

@@ -12,26 +12,20 @@ from liteserve.batch.records import MAX_LINE_BYTES, iter_lines
 from liteserve.batch.storage import ObjectStore
 from liteserve.errors import BadRequest
 from liteserve.evaluation.labels import LabelStore, ingest_object, parse_post
-from moto import mock_aws
 
 BUCKET, TABLE = "data", "labels"
 
 
 @pytest.fixture
-def stores(monkeypatch):
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        boto3.client("dynamodb").create_table(
-            TableName=TABLE,
-            BillingMode="PAY_PER_REQUEST",
-            AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
-            KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
-        )
-        yield LabelStore(TABLE), ObjectStore(BUCKET)
+def stores(mocked_aws):
+    boto3.client("s3").create_bucket(Bucket=BUCKET)
+    boto3.client("dynamodb").create_table(
+        TableName=TABLE,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "key", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "key", "KeyType": "HASH"}],
+    )
+    return LabelStore(TABLE), ObjectStore(BUCKET)
 
 
 def drop(objects: ObjectStore, key: str, data: bytes) -> None:

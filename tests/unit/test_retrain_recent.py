@@ -8,9 +8,11 @@ import hashlib
 import numpy as np
 import pytest
 
-from training.recent import DataWindow, Rows, is_holdout, join, log_objects, oversample_factor, split_holdout
+from liteserve_dev.retraining import Rows
+from training.recent import DataWindow, is_holdout, join, log_objects, oversample_factor, split_holdout
 
 LABELS = [str(i) for i in range(10)]
+X3 = {"x": {"dtype": "float32", "shape": [-1, 3]}}
 T0 = 1_793_491_200.0  # 2026-11-01T00:00:00Z
 WINDOW = DataWindow.ending(T0 + 86400, 24, "2026-11-02T00:00:00Z")
 
@@ -74,11 +76,11 @@ def test_join_keeps_the_latest_serving_prediction_per_key_with_its_label() -> No
         rec(7, T0 + 10),  # integer keys join as strings
     ]
     labels = {"a": "3", "b": "4", "d": "cat", "e": "1", "f": "1", "g": "2", "7": "7"}
-    rows, counts = join(records, labels, "digits", WINDOW, LABELS, 3)
+    rows, counts = join(records, labels, "digits", WINDOW, X3, LABELS)
     assert rows.keys == ["7", "a", "b"]
-    assert rows.y.tolist() == [7, 3, 4]
-    assert rows.x.dtype == np.float32 and rows.x.shape == (3, 3)
-    assert rows.x[1].tolist() == [1.0, 1.0, 1.0]
+    assert rows.labels.tolist() == [7, 3, 4] and rows.labels.dtype == np.int64
+    assert rows.inputs["x"].dtype == np.float32 and rows.inputs["x"].shape == (3, 3)
+    assert rows.inputs["x"][1].tolist() == [1.0, 1.0, 1.0]
     assert counts == {
         "records": 11,
         "other_models": 1,
@@ -96,14 +98,37 @@ def test_join_keeps_the_latest_serving_prediction_per_key_with_its_label() -> No
 def test_join_does_not_depend_on_record_order() -> None:
     records = [rec(f"k{i}", T0 + i) for i in range(50)]
     labels = {f"k{i}": str(i % 10) for i in range(50)}
-    a, _ = join(records, labels, "digits", WINDOW, LABELS, 3)
-    b, _ = join(list(reversed(records)), labels, "digits", WINDOW, LABELS, 3)
-    assert a.keys == b.keys and np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+    a, _ = join(records, labels, "digits", WINDOW, X3, LABELS)
+    b, _ = join(list(reversed(records)), labels, "digits", WINDOW, X3, LABELS)
+    assert a.keys == b.keys and np.array_equal(a.inputs["x"], b.inputs["x"]) and np.array_equal(a.labels, b.labels)
 
 
 def test_join_of_nothing_is_empty() -> None:
-    rows, counts = join([], {}, "digits", WINDOW, LABELS, 64)
-    assert len(rows) == 0 and rows.x.shape == (0, 64) and counts["labelled"] == 0
+    rows, counts = join([], {}, "digits", WINDOW, {"x": {"dtype": "float32", "shape": [-1, 64]}}, LABELS)
+    assert len(rows) == 0 and rows.inputs["x"].shape == (0, 64) and counts["labelled"] == 0
+
+
+def test_join_reads_named_inputs_of_new_and_legacy_records_with_regression_targets() -> None:
+    """Several inputs (one rank 4) from `inputs`; a legacy `x` record of a two-input model cannot be read; labels
+    are float targets when there are no class names."""
+    spec = {"image": {"dtype": "float32", "shape": [-1, 2, 2, 1]}, "meta": {"dtype": "float32", "shape": [-1, 3]}}
+    image = [[[0.5], [1.0]], [[0.0], [0.25]]]
+    records = [
+        rec("a", T0 + 1, inputs={"image": image, "meta": [1, 2, 3]}),
+        rec("b", T0 + 1, inputs={"image": image, "meta": [1, 2]}),  # meta too short
+        rec("c", T0 + 1, inputs={"image": image}),  # meta missing
+        rec("d", T0 + 1),  # legacy `x` only: ambiguous for two inputs
+        rec("e", T0 + 1, inputs={"image": image, "meta": [0, 0, 0]}),
+        rec("f", T0 + 1, inputs={"image": image, "meta": [0, 0, 0]}),  # its label is not a number
+    ]
+    labels = {"a": "151", "b": "1", "c": "1", "d": "1", "e": "-2.5", "f": "tall"}
+    rows, counts = join(records, labels, "digits", WINDOW, spec, None)
+    assert rows.keys == ["a", "e"]
+    assert rows.labels.tolist() == [151.0, -2.5] and rows.labels.dtype == np.float64
+    assert rows.inputs["image"].shape == (2, 2, 2, 1) and rows.inputs["meta"].tolist() == [[1, 2, 3], [0, 0, 0]]
+    assert (counts["bad_features"], counts["unknown_label"]) == (3, 1)
+    legacy, _ = join([rec("z", T0 + 1, x=[1.0, 2.0, 3.0])], {"z": "0.5"}, "digits", WINDOW, X3, None)
+    assert legacy.inputs["x"].tolist() == [[1.0, 2.0, 3.0]] and legacy.labels.tolist() == [0.5]
 
 
 def test_holdout_is_sha256_of_the_key_mod_5() -> None:
@@ -115,14 +140,15 @@ def test_holdout_is_sha256_of_the_key_mod_5() -> None:
 
 def test_split_holdout_is_disjoint_complete_and_stable() -> None:
     keys = [f"key-{i}" for i in range(1000)]
-    rows = Rows(keys, np.arange(1000, dtype=np.float32).reshape(-1, 1), np.arange(1000) % 10)
+    rows = Rows({"x": np.arange(1000, dtype=np.float32).reshape(-1, 1)}, np.arange(1000) % 10, keys)
     train, hold = split_holdout(rows)
     assert set(train.keys).isdisjoint(hold.keys)
     assert sorted(train.keys + hold.keys) == sorted(keys)
     assert all(is_holdout(k) for k in hold.keys) and not any(is_holdout(k) for k in train.keys)
     # rows stay aligned with their keys
-    assert [int(v) for v in hold.x[:, 0]] == [int(k.split("-")[1]) for k in hold.keys]
-    again, _ = split_holdout(Rows(list(reversed(keys)), rows.x[::-1], rows.y[::-1]))
+    assert [int(v) for v in hold.inputs["x"][:, 0]] == [int(k.split("-")[1]) for k in hold.keys]
+    assert [int(v) for v in hold.labels] == [int(k.split("-")[1]) % 10 for k in hold.keys]
+    again, _ = split_holdout(Rows({"x": rows.inputs["x"][::-1]}, rows.labels[::-1], list(reversed(keys))))
     assert sorted(again.keys) == sorted(train.keys)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import orjson
 import pytest
 
-from training.recent import Rows
+from liteserve_dev.retraining import Rows
 from training.retrain import RequestError, holdout_lines, parse_time, resolve
 
 DETAIL = {
@@ -89,7 +89,6 @@ def test_a_scheduled_request_ends_its_window_at_the_fire_time() -> None:
         ({**ENV, "RETRAIN_REQUEST": "[1]"}, {}, "JSON object"),
         ({**ENV, "RETRAIN_REQUEST": json.dumps({"model": "digits"})}, {}, "'window'"),
         ({**ENV, "RETRAIN_REQUEST": json.dumps({**DETAIL, "window": {"id": "w", "end": "soon"}})}, {}, "not a time"),
-        ({**ENV, "RETRAIN_REQUEST": json.dumps({**DETAIL, "model": "resnet"})}, {}, "no training spec"),
         (ENV, {}, "nothing to retrain"),
         ({"RETRAIN_REQUEST": json.dumps(DETAIL)}, {}, "LITESERVE_BUCKET"),
         ({**ENV, "RETRAIN_REQUEST": json.dumps(DETAIL), "LITESERVE_RETRAIN_MIN_LABELLED": "many"}, {}, "int"),
@@ -103,6 +102,16 @@ def test_unusable_requests_are_named(env: dict, kw: dict, message: str) -> None:
 
 
 def test_holdout_lines_carry_key_features_and_label_name() -> None:
-    rows = Rows(["a", "b"], np.asarray([[0.0, 0.5], [1.0, 0.25]], dtype=np.float32), np.asarray([3, 0]))
-    lines = [orjson.loads(line) for line in holdout_lines(rows).splitlines()]
-    assert lines == [{"key": "a", "x": [0.0, 0.5], "label": "3"}, {"key": "b", "x": [1.0, 0.25], "label": "0"}]
+    rows = Rows({"x": np.asarray([[0.0, 0.5], [1.0, 0.25]], dtype=np.float32)}, np.asarray([3, 0]), ["a", "b"])
+    manifest = {"task": {"kind": "classification"}, "labels": [f"c{i}" for i in range(4)]}
+    lines = [orjson.loads(line) for line in holdout_lines(rows, manifest).splitlines()]
+    assert lines == [{"key": "a", "x": [0.0, 0.5], "label": "c3"}, {"key": "b", "x": [1.0, 0.25], "label": "c0"}]
+
+
+def test_holdout_lines_of_a_two_input_regression_model_name_their_inputs() -> None:
+    rows = Rows({"a": np.asarray([[1.0], [2.0]]), "b": np.asarray([3, 4])}, np.asarray([1.5, -2.0]), ["k1", "k2"])
+    lines = [orjson.loads(line) for line in holdout_lines(rows, {"task": {"kind": "regression"}}).splitlines()]
+    assert lines == [
+        {"key": "k1", "inputs": {"a": [1.0], "b": 3}, "label": "1.5"},
+        {"key": "k2", "inputs": {"a": [2.0], "b": 4}, "label": "-2.0"},
+    ]

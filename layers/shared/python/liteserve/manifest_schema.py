@@ -46,6 +46,12 @@ def schema() -> dict[str, Any]:
     return json.loads(SCHEMA_PATH.read_text())
 
 
+def entry_point_pattern() -> str:
+    """The pattern of `retrain.entry_point` (`module:function`): the optional block declaring how a model is
+    retrained (read by the retraining job, never by serving)."""
+    return schema()["properties"]["retrain"]["properties"]["entry_point"]["pattern"]
+
+
 def check(raw: Any, fields: Iterable[str] | None = None) -> None:
     """Raise InvalidManifest naming the first field of `raw` that breaks the contract.
 
