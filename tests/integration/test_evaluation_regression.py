@@ -17,7 +17,7 @@ import orjson
 import pytest
 
 from localcloud import LocalCloud
-from tests.integration.conftest import Events, post, wait_for
+from tests.integration.conftest import Events, post, project_cloud, wait_for
 from tests.support import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -70,16 +70,8 @@ def diabetes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
 @pytest.fixture(scope="module")
 def lc(tmp_path_factory: pytest.TempPathFactory, diabetes) -> Iterator[LocalCloud]:
     template = project_with_models(tmp_path_factory.mktemp("project"), {"diabetes": diabetes[0]})
-    with LocalCloud(
-        template,
-        state_dir=tmp_path_factory.mktemp("lc-regression"),
-        moto_port=0,
-        api_port=0,
-        schedules=False,
-        concurrency=2,
-        parameters=PARAMETERS,
-        log_subscriptions=True,
-        log_ship_interval=3600,
+    with project_cloud(
+        tmp_path_factory, "lc-regression", PARAMETERS, template, log_subscriptions=True, log_ship_interval=3600
     ) as cloud:
         yield cloud
 
