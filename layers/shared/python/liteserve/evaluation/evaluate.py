@@ -303,7 +303,8 @@ def _predicted(record: dict[str, Any], task: Task) -> int:
     out = record["outputs"]
     class_id, probs = task.output("class_id") or "class_id", task.output("probabilities") or "probabilities"
     if class_id in out:
-        return int(np.asarray(out[class_id]).reshape(-1)[0])
+        value = out[class_id]
+        return int(value) if isinstance(value, int) else int(np.asarray(value).reshape(-1)[0])
     return int(np.argmax(out[probs]))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -73,22 +74,48 @@ class Task:
     def answers(self, record: dict[str, Any]) -> bool:
         """Whether a prediction record is an answer of this task: it carries one of the task's outputs (the same
         key may also have been sent to another signature, e.g. an embedding, which must not replace it)."""
-        names = [n for role in _OUTPUT_ROLES.get(self.kind, ()) if (n := self.outputs.get(role))]
+        names = self._answer_outputs
         if names:
-            return any(n in record["outputs"] for n in names)
+            outputs = record["outputs"]
+            return any(n in outputs for n in names)
         return (record.get("signature") or DEFAULT_SIGNATURE) == self.signature
+
+    @cached_property
+    def _answer_outputs(self) -> tuple[str, ...]:
+        return tuple(n for role in _OUTPUT_ROLES.get(self.kind, ()) if (n := self.outputs.get(role)))
 
     def input_arrays(self, records: list[dict[str, Any]]) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Each input of the readable records as a float64 array [rows, *instance shape], and the mask of those
         records. A record is unreadable when an input is missing or has another size than the signature's."""
         names = list(self.inputs)
-        columns: dict[str, list[np.ndarray]] = {n: [] for n in names}
-        ok = np.zeros(len(records), dtype=bool)
-        for i, rec in enumerate(records):
+        wanted = set(names)
+        found: list[dict[str, Any] | None] = []
+        for rec in records:
             try:
                 got = record_inputs(rec, names)
+            except ValueError:
+                got = None
+            found.append(got if got is not None and wanted <= got.keys() else None)
+        if all(got is not None for got in found):  # one conversion per input: ~3x faster than per record
+            try:
+                arrays = {n: np.asarray([got[n] for got in found], dtype=np.float64) for n in names}  # type: ignore[index]
+            except (ValueError, TypeError):
+                arrays = {}
+            if arrays and all(a.shape[1:] == self.inputs[n] for n, a in arrays.items()):
+                return arrays, np.ones(len(records), dtype=bool)
+        return self._each(found)
+
+    def _each(self, found: list[dict[str, Any] | None]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """`input_arrays` record by record: the readable ones, reshaped to the signature's instance shapes."""
+        names = list(self.inputs)
+        columns: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        ok = np.zeros(len(found), dtype=bool)
+        for i, got in enumerate(found):
+            if got is None:
+                continue
+            try:
                 values = {n: np.asarray(got[n], dtype=np.float64) for n in names}
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, TypeError):
                 continue
             if not all(_fits(values[n], self.inputs[n]) for n in names):
                 continue
