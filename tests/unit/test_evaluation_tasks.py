@@ -263,3 +263,16 @@ def test_a_label_may_be_a_finite_number():
         lab.check_item({"key": "a", "label": float("inf")})
     with pytest.raises(ValueError, match="string or an integer"):
         lab.check_item({"key": 1.5, "label": "x"})
+
+
+def test_inputs_are_read_alike_in_one_conversion_or_record_by_record(regression):
+    tab, img = rows(11, n=20)
+    recs = records(tab, img, {"y": score(tab, img)})
+    recs[3] = {**recs[3], "inputs": {"tab": tab[3].tolist(), "img": img[3].ravel().tolist()}}  # flat: same size
+    task = Task.of(regression)
+    fast, ok = task.input_arrays(recs[:3])
+    assert ok.all() and fast["img"].shape == (3, 4, 4, 2) and np.array_equal(fast["tab"], tab[:3])
+    slow, ok = task.input_arrays(recs)  # record 3's image is flat: read record by record, reshaped
+    assert ok.all() and np.array_equal(slow["img"], img) and np.array_equal(slow["tab"], tab)
+    arrays, ok = task.input_arrays([*recs[:2], {"x": tab[0].tolist()}])  # a legacy `x` cannot feed two inputs
+    assert ok.tolist() == [True, True, False] and len(arrays["tab"]) == 2

@@ -669,8 +669,9 @@ def _violations(group: dict[str, Any]) -> dict[str, Any]:
             "dataset_drift": group["drift"]["dataset_drift"],
             "drifted_features": group["drift"]["drifted_features"],
             "drifted_share": group["drift"]["drifted_share"],
+            "drifted_inputs": group["drift"].get("drifted_inputs", []),
         },
-        "prediction_drift": {k: group["prediction_drift"][k] for k in ("rows", "psi", "js", "drifted")},
+        "prediction_drift": {k: group["prediction_drift"].get(k) for k in ("output", "rows", "psi", "js", "drifted")},
         "findings": group["decision"]["findings"],
     }
 
