@@ -9,6 +9,7 @@ from liteserve.evaluation import labels as lab
 from liteserve.evaluation.evaluate import evaluate_group, headline
 from liteserve.evaluation.metrics import regression_report
 from liteserve.evaluation.policy import RetrainPolicy, decide
+from liteserve.evaluation.quality import error_trend
 from liteserve.evaluation.report import render_html
 from liteserve.evaluation.task import Task
 from liteserve.manifest import Manifest
@@ -238,7 +239,10 @@ def test_report_html_shows_the_sections_of_the_task(regression):
     tab, img = rows(10, shift_img=0.6)
     y = score(tab, img)
     group = evaluate_group(records(tab, img, {"y": y + 1}), {"k0": "abc", "k1": "2.5"}, regression, POLICY)
-    html = render_html(_report(regression, group), {})
+    html = render_html(
+        _report(regression, group), {"3": [("2026-11-28T01:00:00Z", 1.4), ("2026-11-28T02:00:00Z", 1.6)]}
+    )
+    assert "RMSE per evaluation window" in html and "packaged" in html
     assert "regression model" in html and "<th>RMSE</th>" in html and "residual histogram" in html
     assert "not numbers" in html and "input <code>img</code>" in html and "input <code>tab</code>" in html
     assert "confusion matrix" not in html and "Accuracy per evaluation window" not in html
@@ -276,3 +280,21 @@ def test_inputs_are_read_alike_in_one_conversion_or_record_by_record(regression)
     assert ok.all() and np.array_equal(slow["img"], img) and np.array_equal(slow["tab"], tab)
     arrays, ok = task.input_arrays([*recs[:2], {"x": tab[0].tolist()}])  # a legacy `x` cannot feed two inputs
     assert ok.tolist() == [True, True, False] and len(arrays["tab"]) == 2
+
+
+def test_rmse_rising_over_the_last_reports_is_a_regression_trend(regression):
+    past = [("w1", 2.0), ("w2", 1.0), ("w3", 1.1)]
+    assert error_trend(past, 1.2, 6, 0.25) is None  # 20 % above the best (1.0)
+    assert error_trend(past, 1.3, 6, 0.25) == "RMSE 1.3 rose 30% above the best of the last 3 reports (1; > 25%)"
+    assert error_trend(past, 1.3, 1, 0.25) is None  # only the last report counts: 18 % above 1.1
+    assert error_trend(past, 1.3, 0, 0.25) is None and error_trend([], 9.0, 6, 0.25) is None
+    tab, img = rows(12)
+    y = score(tab, img)[:, 0]
+    pred = y + np.random.default_rng(13).normal(scale=1.2, size=len(y))
+    labels = {f"k{i}": str(float(v)) for i, v in enumerate(y)}
+    recs = records(tab, img, {"y": pred[:, None]})
+    calm = evaluate_group(recs, labels, regression, POLICY, past=[("w1", 1.2)])
+    assert calm["decision"]["retrain"] is False
+    rising = evaluate_group(recs, labels, regression, POLICY, past=[("w1", 0.5), ("w2", 0.9)])
+    assert rising["decision"]["retrain"] is True
+    assert [r for r in rising["decision"]["reasons"] if "best of the last 2 reports (0.5" in r]

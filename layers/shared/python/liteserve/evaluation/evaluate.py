@@ -26,7 +26,7 @@ from liteserve.evaluation.edge import EDGE_PREFIX, agreement_report
 from liteserve.evaluation.labels import LabelStore
 from liteserve.evaluation.metrics import classification_report, regression_report
 from liteserve.evaluation.policy import Decision, RetrainPolicy, decide
-from liteserve.evaluation.quality import inputs_quality, metric_trend
+from liteserve.evaluation.quality import error_trend, inputs_quality, metric_trend
 from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, read_object
 from liteserve.evaluation.report import render_html
 from liteserve.evaluation.task import Task, numeric_label
@@ -126,8 +126,8 @@ def evaluate_group(
     extra_findings: list[str] | None = None,
 ) -> dict[str, Any]:
     """Task metrics, drift of every input and of the task's output, label-free data quality and the policy's
-    decision for one model version's records in a window; `past` is the version's accuracy in earlier reports
-    (window id, value), oldest first.
+    decision for one model version's records in a window; `past` is the version's trend metric (accuracy of a
+    classifier, RMSE of a regression; see TREND_METRIC) in earlier reports (window id, value), oldest first.
 
     What is measured follows the manifest's task (see `Task`): a classifier's accuracy and calibration, a
     regression's errors against numeric labels, an embedding's drift alone. Only answers of the task's signature
@@ -148,6 +148,8 @@ def evaluate_group(
     trend = None
     if task.kind == "classification":
         trend = metric_trend(past or [], metrics["accuracy"], policy.trend_reports, policy.trend_max_drop)
+    elif task.kind == "regression":
+        trend = error_trend(past or [], metrics["rmse"], policy.trend_reports, policy.trend_max_rmse_increase)
     decision = decide(
         policy,
         part["labelled"],
@@ -469,7 +471,8 @@ class Evaluator:
         refused: dict[str, Any] | None = None,
         edge_records: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        past = self._past(model, window)
+        metric = TREND_METRIC.get(Task.of(manifest).kind)
+        past = self._past(model, window, metric) if metric else {}
         extra = [refused["finding"]] if refused and refused.get("finding") else []
         results = {
             v: evaluate_group(recs, labels, self.reference(model, v, manifest), self.policy, past.get(v), extra)
@@ -522,8 +525,8 @@ class Evaluator:
             report["alert"] = {"outcome": alert, "findings": decision.findings}
         history = {v: [*past.get(v, [])] for v in past}
         for v, g in results.items():
-            if g["metrics"].get("accuracy") is not None:
-                history.setdefault(v, []).append((window.id, g["metrics"]["accuracy"]))
+            if metric and g["metrics"].get(metric) is not None:
+                history.setdefault(v, []).append((window.id, g["metrics"][metric]))
         violations = {
             "model": model,
             "window": window.as_dict(),
@@ -614,8 +617,8 @@ class Evaluator:
         out["verdict"] = verdict.as_dict() if verdict else None
         return out
 
-    def _past(self, model: str, window: Window) -> dict[str, list[tuple[str, float]]]:
-        """Accuracy per version in the last reports before this window's (oldest first): the report's time series
+    def _past(self, model: str, window: Window, metric: str = "accuracy") -> dict[str, list[tuple[str, float]]]:
+        """`metric` per version in the last reports before this window's (oldest first): the report's time series
         and the rate-of-change trigger."""
         series: dict[str, list[tuple[str, float]]] = {}
         keys = sorted(k for k in self.store.keys(f"reports/{model}/") if k.endswith("/report.json"))
@@ -624,11 +627,12 @@ class Evaluator:
                 continue
             old = orjson.loads(self.store.read(key))
             for v, g in old.get("versions", {}).items():
-                if g["metrics"].get("accuracy") is not None:
-                    series.setdefault(v, []).append((old["window"]["id"], g["metrics"]["accuracy"]))
+                if g["metrics"].get(metric) is not None:
+                    series.setdefault(v, []).append((old["window"]["id"], g["metrics"][metric]))
         return series
 
 
+TREND_METRIC = {"classification": "accuracy", "regression": "rmse"}  # the metric followed across reports
 HEADLINE = {
     "classification": ("accuracy", "macro_f1", "log_loss", "ece"),
     "regression": ("mae", "rmse", "r2", "mean_error"),

@@ -9,7 +9,7 @@ Configured by one JSON document (env LITESERVE_RETRAIN_POLICY, a template parame
      "label_free": "alert", "label_free_min_predictions": 200,
      "quality": {"missing_share": 0.0, "out_of_range_share": 0.05, "range_tolerance": 0.0, "min_rows": 200},
      "trend_reports": 6, "trend_max_drop": 0.05,
-     "max_rmse": null, "min_r2": null, "max_rmse_increase": 0.25}
+     "max_rmse": null, "min_r2": null, "max_rmse_increase": 0.25, "trend_max_rmse_increase": 0.25}
 
 Label-free findings (dataset drift, prediction drift, data-quality violations) need no labels: with `label_free`
 "alert" they emit `DriftDetected`, with "retrain" they request a retraining on their own, with "off" they are only
@@ -17,8 +17,9 @@ reported. The rate-of-change trigger compares the accuracy with the best of the 
 
 The accuracy triggers judge classifiers; regression models are judged on their errors instead: RMSE above
 `max_rmse`, R² below `min_r2`, or RMSE more than `max_rmse_increase` (0.25 = 25 %) above the packaged model's RMSE on
-its packaging data (the manifest's `metrics`); null switches a trigger off. Embedding models have no label metrics:
-only the label-free findings apply to them.
+its packaging data (the manifest's `metrics`); null switches a trigger off. Their rate-of-change trigger: RMSE more
+than `trend_max_rmse_increase` above the best of the last `trend_reports` reports. Embedding models have no label
+metrics: only the label-free findings apply to them.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class RetrainPolicy:
     max_rmse: float | None = None  # regression: absolute ceiling of the window's RMSE
     min_r2: float | None = None  # regression: floor of the window's R²
     max_rmse_increase: float | None = 0.25  # regression: relative rise over the packaged RMSE (0.25 = 25 %)
+    trend_max_rmse_increase: float = 0.25  # regression: relative rise over the best RMSE of the last reports
 
     def __post_init__(self) -> None:
         if self.label_free not in LABEL_FREE_ACTIONS:

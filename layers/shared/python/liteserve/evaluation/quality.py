@@ -114,3 +114,20 @@ def metric_trend(history: list[tuple[str, float]], current: float | None, report
             f"({best:.4f}; > {max_drop})"
         )
     return None
+
+
+def error_trend(
+    history: list[tuple[str, float]], current: float | None, reports: int, max_increase: float
+) -> str | None:
+    """Rate of change of an error (RMSE): the reason when `current` is more than `max_increase` (relative) above the
+    best (lowest) of the last `reports` values (oldest first), else None."""
+    recent = [v for _, v in history[-reports:] if v is not None]
+    if current is None or not recent or reports <= 0:
+        return None
+    best = min(recent)
+    if best > 0 and current > best * (1 + max_increase):
+        return (
+            f"RMSE {current:.4g} rose {current / best - 1:.0%} above the best of the last {len(recent)} reports "
+            f"({best:.4g}; > {max_increase:.0%})"
+        )
+    return None

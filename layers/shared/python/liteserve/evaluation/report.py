@@ -31,31 +31,36 @@ def line_chart(
     refs: dict[str, float] | None = None,
     width: int = 760,
     height: int = 230,
+    unit: bool = True,
 ) -> str:
-    """One polyline per series over shared categorical x values (window ids), y in [min, 1]; dashed reference
-    lines (e.g. the accuracy floor)."""
+    """One polyline per series over shared categorical x values (window ids), y in [min, 1] (`unit`, e.g.
+    accuracy) or [0, max] (e.g. RMSE); dashed reference lines (e.g. the accuracy floor)."""
     xs = sorted({x for points in series.values() for x, _ in points})
     values = [y for points in series.values() for _, y in points if y is not None]
     if not xs or not values:
         return f'<p class="muted">{escape(title)}: no data yet</p>'
     refs = {k: v for k, v in (refs or {}).items() if v is not None}
     left, right, top, bottom = 50, 76, 24, 40
-    lo = min(min(values), *refs.values(), 0.9)
-    lo = max(0.0, lo - (1 - lo) * 0.1)
+    if unit:
+        hi = 1.0
+        lo = min(min(values), *refs.values(), 0.9)
+        lo = max(0.0, lo - (1 - lo) * 0.1)
+    else:
+        lo, hi = 0.0, max(*values, *refs.values()) * 1.1 or 1.0
     pw, ph = width - left - right, height - top - bottom
 
     def px(i: int) -> float:
         return left + (pw * i / (len(xs) - 1) if len(xs) > 1 else pw / 2)
 
     def py(v: float) -> float:
-        return top + ph * (1 - (v - lo) / (1 - lo if lo < 1 else 1))
+        return top + ph * (1 - (v - lo) / (hi - lo if lo < hi else 1))
 
     parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(title)}">']
     parts.append(f'<text x="{left}" y="14" font-weight="600">{escape(title)}</text>')
     for k in range(5):
-        v = lo + (1 - lo) * k / 4
+        v = lo + (hi - lo) * k / 4
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+        parts.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.4g}</text>')
     for name, v in refs.items():
         parts.append(
             f'<line x1="{left}" x2="{width - right}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#999" '
@@ -336,7 +341,8 @@ def _confusion_html(v: str, g: dict[str, Any], labels: list[str]) -> list[str]:
 
 def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float]]]) -> str:
     """The page: verdict, counts, the task's metrics per version (accuracy over time and the confusion matrix of a
-    classifier; errors and residuals of a regression model; none for an embedding), drift per input and output."""
+    classifier; RMSE over time and residuals of a regression model; none for an embedding), drift per input and
+    output. `history` is the task's trend metric (accuracy, RMSE) per version over the last reports."""
     model, window, decision = report["model"], report["window"], report["decision"]
     kind = (report.get("task") or {}).get("kind", "classification")
     trigger = report.get("trigger") or {}
@@ -372,6 +378,13 @@ def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float
         current = versions.get(report.get("decided_on_version", ""), {})
         refs = {"floor": report["policy"].get("accuracy_floor"), "validation": current.get("baseline_accuracy")}
         out.append(line_chart(history, "Accuracy per evaluation window and model version", refs))
+    elif kind == "regression":
+        current = versions.get(report.get("decided_on_version", ""), {})
+        refs = {
+            "packaged": (current.get("baseline_metrics") or {}).get("rmse"),
+            "ceiling": report["policy"].get("max_rmse"),
+        }
+        out.append(line_chart(history, "RMSE per evaluation window and model version", refs, unit=False))
     out.extend(_quality_html(versions))
     out.extend(_edge_html(report.get("edge")))
     for v, g in versions.items():
