@@ -28,7 +28,7 @@ def make_manifest(kind: str, outputs: dict[str, np.ndarray], tab: np.ndarray, im
     """A manifest as `liteserve-model package` writes it for a model with a flat input `tab` [n, 3] and an image
     input `img` [n, 4, 4, 2], its baselines made by packaging's own code from the given rows."""
     out_specs = {n: _tensor([-1, *v.shape[1:]]) for n, v in outputs.items()}
-    roles = {"classification": {}, "regression": {"score": "y"}, "embedding": {"embedding": "e"}}[kind]
+    roles = {"classification": {"logits": "z"}, "regression": {"score": "y"}, "embedding": {"embedding": "e"}}[kind]
     raw = {
         "format_version": 1,
         "name": f"m-{kind}",
@@ -298,3 +298,19 @@ def test_rmse_rising_over_the_last_reports_is_a_regression_trend(regression):
     rising = evaluate_group(recs, labels, regression, POLICY, past=[("w1", 0.5), ("w2", 0.9)])
     assert rising["decision"]["retrain"] is True
     assert [r for r in rising["decision"]["reasons"] if "best of the last 2 reports (0.5" in r]
+
+
+def test_a_two_input_classifier_with_logits_only_gets_accuracy_and_drift_per_input():
+    tab, img = rows(14, 1000)
+    z = np.stack([tab[:, 0], -tab[:, 0]], axis=1)  # class 0 when the first feature is positive
+    manifest = make_manifest("classification", {"z": z}, tab, img, labels=["pos", "neg"])
+    stab, simg = rows(15, shift_img=0.6)
+    served = np.stack([stab[:, 0], -stab[:, 0]], axis=1)
+    truth = np.where(stab[:, 0] > 0, "pos", "neg")
+    truth[:40] = np.where(truth[:40] == "pos", "neg", "pos")  # 40 wrong answers
+    labels = {f"k{i}": str(t) for i, t in enumerate(truth)}
+    result = evaluate_group(records(stab, simg, {"z": served}), labels, manifest, POLICY)
+    assert result["task"] == "classification" and result["labelled"] == N
+    assert result["metrics"]["accuracy"] == pytest.approx(1 - 40 / N) and "log_loss" not in result["metrics"]
+    assert result["drift"]["drifted_inputs"] == ["img"] and result["drift"]["drifted_features"] == ["img[..., 1]"]
+    assert any("of input(s) 'img'" in f for f in result["decision"]["findings"])

@@ -307,7 +307,9 @@ def _predicted(record: dict[str, Any], task: Task) -> int:
     if class_id in out:
         value = out[class_id]
         return int(value) if isinstance(value, int) else int(np.asarray(value).reshape(-1)[0])
-    return int(np.argmax(out[probs]))
+    if probs in out or not task.output("logits"):
+        return int(np.argmax(out[probs]))
+    return int(np.argmax(out[task.output("logits")]))  # a classifier that outputs logits only
 
 
 def _score(record: dict[str, Any], name: str | None) -> float:

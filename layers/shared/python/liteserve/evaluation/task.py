@@ -18,8 +18,11 @@ from liteserve.evaluation.records import record_inputs
 from liteserve.manifest import Manifest
 from liteserve.runtime import DEFAULT_SIGNATURE
 
-KINDS = ("classification", "regression", "embedding")
-_OUTPUT_ROLES = {"classification": ("class_id", "probabilities"), "regression": ("score",), "embedding": ("embedding",)}
+_OUTPUT_ROLES = {
+    "classification": ("class_id", "probabilities", "logits"),
+    "regression": ("score",),
+    "embedding": ("embedding",),
+}
 
 
 @dataclass(frozen=True)
