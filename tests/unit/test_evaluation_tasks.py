@@ -156,6 +156,11 @@ def test_a_record_with_a_missing_or_misshapen_input_is_counted_not_fatal(regress
     recs[2]["inputs"]["tab"] = "x"
     result = evaluate_group(recs, {}, regression, POLICY)
     assert result["unreadable_inputs"] == 3 and result["drift"]["rows"] == 7 and result["predictions"] == 10
+    recs[4]["outputs"] = {"y": [1.0, 2.0]}  # not one score: left out of the errors and the score drift
+    result = evaluate_group(recs, {"k4": "1", "k5": "2"}, regression, POLICY)
+    assert result["labelled"] == 1 and result["unreadable_scores"] == 1 and result["prediction_drift"]["rows"] == 9
+    empty = evaluate_group([], {}, regression, POLICY)
+    assert empty["predictions"] == 0 and empty["metrics"]["rmse"] is None and empty["prediction_drift"]["rows"] == 0
 
 
 # ---------------------------------------------------------------- regression policy

@@ -123,7 +123,7 @@ def feature_drift(
         expected = np.asarray(hist["counts"], dtype=np.float64)
         actual = histogram(x[:, j], hist["edges"])
         psi_max, js_max = thresholds.for_feature(stats["name"])
-        p, js = psi(expected, actual), js_distance(expected, actual)
+        p, js = psi(expected, actual), js_distance(expected, actual) if len(x) else 0.0
         d, p_value = binned_ks(expected, actual) if len(x) else (0.0, 1.0)
         features.append(
             {
@@ -174,7 +174,8 @@ def value_columns(x: np.ndarray, baseline: dict[str, Any], name: str) -> tuple[n
     as one column named `<input>[*]`."""
     x = np.asarray(x, dtype=np.float64)
     if baseline["kind"] == "features":
-        return x.reshape(len(x), -1), baseline["features"]
+        features = baseline["features"]
+        return (x.reshape(len(x), -1) if len(x) else np.zeros((0, len(features)))), features
     channels = baseline.get("channels")
     if channels and x.ndim >= 2 and x.shape[-1] == len(channels):
         named = [{"name": f"{name}[..., {c}]", **stats} for c, stats in enumerate(channels)]
@@ -221,7 +222,8 @@ def output_drift(
     """Distribution of one served output against its packaged baseline (`output_stats` of packaging):
     value counts, per-column histograms (the worst column decides) or, for wide outputs, the histogram of the row
     norms (else of all values)."""
-    v = np.asarray(values, dtype=np.float64).reshape(len(values), -1)
+    v = np.asarray(values, dtype=np.float64)
+    v = v.reshape(len(v), -1) if len(v) else np.zeros((0, 1))
     out: dict[str, Any] = {"output": name, "rows": len(v), "psi": None, "js": None, "drifted": False}
     if baseline is None:
         return {**out, "kind": None, "reason": f"the manifest has no baseline of output {name!r}"}
