@@ -81,11 +81,16 @@ def cloud(cloud_session: LocalCloud) -> Iterator[LocalCloud]:
 
 @contextlib.contextmanager
 def project_cloud(
-    tmp_path_factory: pytest.TempPathFactory, name: str, parameters: dict[str, str] | None = None, **options: Any
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    parameters: dict[str, str] | None = None,
+    template: Path = PROJECT_TEMPLATE,
+    **options: Any,
 ) -> Iterator[LocalCloud]:
-    """The project's own template.yaml running locally on free ports, schedules only on demand."""
+    """The project's own template.yaml (or a copy of it, `template`) running locally on free ports, schedules only
+    on demand."""
     with LocalCloud(
-        PROJECT_TEMPLATE,
+        template,
         state_dir=tmp_path_factory.mktemp(name),
         moto_port=0,
         api_port=0,

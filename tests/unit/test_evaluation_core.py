@@ -33,7 +33,7 @@ def test_jsonl_label_file_good_rows_bad_rows_with_line_numbers():
     assert [(b["line"], b["error"].split(":")[0]) for b in bad] == [
         (4, "missing 'label'"),
         (5, "not valid JSON"),
-        (6, "'label' must be a string or an integer, got bool"),
+        (6, "'label' must be a string or a number, got bool"),
     ]
 
 

@@ -105,19 +105,25 @@ def histogram(values: np.ndarray, edges: list[float]) -> np.ndarray:
     return counts
 
 
-def feature_drift(x: np.ndarray, training_features: list[dict[str, Any]], thresholds: Thresholds) -> dict[str, Any]:
-    """Per-feature PSI, JS distance, binned KS and served mean vs training mean; the dataset-level verdict."""
+def feature_drift(
+    x: np.ndarray, training_features: list[dict[str, Any]], thresholds: Thresholds, rows: int | None = None
+) -> dict[str, Any]:
+    """Per-feature PSI, JS distance, binned KS and served mean vs training mean; the dataset-level verdict.
+
+    `rows` is the number of served instances when `x` holds several values of each (the channels of an image):
+    drift is judged on instances, not values."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(training_features):
         raise ValueError(f"inputs have shape {list(x.shape)}; the manifest describes {len(training_features)} features")
-    judged = len(x) >= thresholds.min_rows
+    rows = len(x) if rows is None else rows
+    judged = rows >= thresholds.min_rows
     features = []
     for j, stats in enumerate(training_features):
         hist = stats["histogram"]
         expected = np.asarray(hist["counts"], dtype=np.float64)
         actual = histogram(x[:, j], hist["edges"])
         psi_max, js_max = thresholds.for_feature(stats["name"])
-        p, js = psi(expected, actual), js_distance(expected, actual)
+        p, js = psi(expected, actual), js_distance(expected, actual) if len(x) else 0.0
         d, p_value = binned_ks(expected, actual) if len(x) else (0.0, 1.0)
         features.append(
             {
@@ -136,7 +142,7 @@ def feature_drift(x: np.ndarray, training_features: list[dict[str, Any]], thresh
     drifted = [f["name"] for f in features if f["drifted"]]
     share = len(drifted) / len(features) if features else 0.0
     return {
-        "rows": len(x),
+        "rows": rows,
         "judged": judged,
         "features": features,
         "drifted_features": drifted,
@@ -157,4 +163,110 @@ def prediction_drift(predicted: np.ndarray, training_label_counts: list[int], th
         "distribution": actual.tolist(),
         "training_distribution": [int(c) for c in training_label_counts],
         "drifted": bool(actual.sum() >= thresholds.min_rows and p > thresholds.prediction_psi),
+    }
+
+
+def value_columns(x: np.ndarray, baseline: dict[str, Any], name: str) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """An input's served values as columns matching its packaged statistics, and those statistics named.
+
+    A flat input (`features`): one column per feature, [rows, F]. A higher-rank input (`tensor`): one column per
+    channel (last axis; every position of every row is a value) when packaging recorded channels, else all values
+    as one column named `<input>[*]`."""
+    x = np.asarray(x, dtype=np.float64)
+    if baseline["kind"] == "features":
+        features = baseline["features"]
+        return (x.reshape(len(x), -1) if len(x) else np.zeros((0, len(features)))), features
+    channels = baseline.get("channels")
+    if channels and x.ndim >= 2 and x.shape[-1] == len(channels):
+        named = [{"name": f"{name}[..., {c}]", **stats} for c, stats in enumerate(channels)]
+        return x.reshape(-1, x.shape[-1]), named
+    return x.reshape(-1, 1), [{"name": f"{name}[*]", **baseline["summary"]}]
+
+
+def inputs_drift(
+    arrays: dict[str, np.ndarray], baselines: dict[str, dict[str, Any]], thresholds: Thresholds, rows: int
+) -> dict[str, Any]:
+    """Drift of every input that has a packaged baseline (see `value_columns`), per input and over all of them.
+
+    Each input is judged on its own features (`dataset_drift` when at least `dataset_share` of them drifted);
+    the model's dataset drift is any input's and its `drifted_share` the largest input's share. `features` lists
+    every input's features, `inputs` the verdicts."""
+    per_input: dict[str, Any] = {}
+    features: list[dict[str, Any]] = []
+    for name, x in arrays.items():
+        if name not in baselines:
+            per_input[name] = {"kind": None, "rows": len(x), "judged": False, "reason": "no baseline in the manifest"}
+            continue
+        values, stats = value_columns(x, baselines[name], name)
+        result = feature_drift(values, stats, thresholds, rows=len(x))
+        for f in result["features"]:
+            f["input"] = name
+        features.extend(result["features"])
+        per_input[name] = {"kind": baselines[name]["kind"], **{k: v for k, v in result.items() if k != "features"}}
+    shares = [i["drifted_share"] for i in per_input.values() if "drifted_share" in i]
+    return {
+        "rows": rows,
+        "judged": rows >= thresholds.min_rows and any(i["judged"] for i in per_input.values()),
+        "features": features,
+        "drifted_features": [f["name"] for f in features if f["drifted"]],
+        "drifted_share": max(shares, default=0.0),  # the most drifted input's share: the one that decides
+        "dataset_drift": any(i.get("dataset_drift") for i in per_input.values()),
+        "drifted_inputs": [n for n, i in per_input.items() if i.get("dataset_drift")],
+        "inputs": per_input,
+    }
+
+
+def output_drift(
+    values: np.ndarray, baseline: dict[str, Any] | None, thresholds: Thresholds, name: str
+) -> dict[str, Any]:
+    """Distribution of one served output against its packaged baseline (`output_stats` of packaging):
+    value counts, per-column histograms (the worst column decides) or, for wide outputs, the histogram of the row
+    norms (else of all values)."""
+    v = np.asarray(values, dtype=np.float64)
+    v = v.reshape(len(v), -1) if len(v) else np.zeros((0, 1))
+    out: dict[str, Any] = {"output": name, "rows": len(v), "psi": None, "js": None, "drifted": False}
+    if baseline is None:
+        return {**out, "kind": None, "reason": f"the manifest has no baseline of output {name!r}"}
+    kind = baseline["kind"]
+    if kind == "counts":
+        known = [int(x) for x in baseline["values"]]
+        index = {x: i for i, x in enumerate(known)}
+        actual = np.zeros(len(known) + 1, dtype=np.int64)  # last bin: values packaging never saw
+        for x in v[:, 0].astype(np.int64):
+            actual[index.get(int(x), len(known))] += 1
+        expected = np.asarray([*baseline["counts"], 0], dtype=np.float64)
+        hists = [(f"{name}", expected, actual, None)]
+    elif kind == "columns":
+        hists = []
+        for j, stats in enumerate(baseline["columns"]):
+            col = v[:, j] if j < v.shape[1] else np.zeros(0)
+            h = stats["histogram"]
+            hists.append((f"{name}[{j}]", np.asarray(h["counts"], dtype=np.float64), histogram(col, h["edges"]), h))
+    else:
+        stats = baseline.get("row_norm")
+        served = np.linalg.norm(v, axis=1) if stats is not None else v.ravel()
+        h = (stats or baseline["summary"])["histogram"]
+        label = f"|{name}|" if stats is not None else f"{name}[*]"
+        hists = [(label, np.asarray(h["counts"], dtype=np.float64), histogram(served, h["edges"]), h)]
+    parts = []
+    for label, expected, actual, h in hists:
+        total = int(actual.sum())
+        part = {
+            "name": label,
+            "psi": psi(expected, actual),
+            "js": js_distance(expected, actual) if total else 0.0,
+            "distribution": actual.tolist(),
+            "training_distribution": [int(c) for c in expected],
+        }
+        if h is not None:
+            part["edges"] = h["edges"]
+        parts.append(part)
+    worst = max(parts, key=lambda p: p["psi"])
+    return {
+        **out,
+        **worst,
+        "kind": kind,
+        "output": name,
+        "columns": parts if len(parts) > 1 else None,
+        "drifted": bool(len(v) >= thresholds.min_rows and worst["psi"] > thresholds.prediction_psi),
     }

@@ -21,21 +21,15 @@ import orjson
 from botocore.exceptions import ClientError
 
 from liteserve.batch.storage import EventBus, ObjectStore
-from liteserve.evaluation.drift import feature_drift, prediction_drift
+from liteserve.evaluation.drift import inputs_drift, output_drift, prediction_drift
 from liteserve.evaluation.edge import EDGE_PREFIX, agreement_report
 from liteserve.evaluation.labels import LabelStore
-from liteserve.evaluation.metrics import classification_report
+from liteserve.evaluation.metrics import classification_report, regression_report
 from liteserve.evaluation.policy import Decision, RetrainPolicy, decide
-from liteserve.evaluation.quality import data_quality, metric_trend
-from liteserve.evaluation.records import (
-    BATCH_PREFIX,
-    ONLINE_PREFIX,
-    Signatures,
-    hour_path,
-    read_object,
-    record_inputs,
-)
+from liteserve.evaluation.quality import error_trend, inputs_quality, metric_trend
+from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, read_object
 from liteserve.evaluation.report import render_html
+from liteserve.evaluation.task import Task, numeric_label
 from liteserve.manifest import Manifest
 from liteserve.promotion.registry import Registry
 from liteserve.promotion.service import Promoter
@@ -131,59 +125,139 @@ def evaluate_group(
     past: list[tuple[str, float]] | None = None,
     extra_findings: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Metrics, drift, label-free data quality and the policy's decision for one model version's records in a
-    window; `past` is the version's accuracy in earlier reports (window id, value), oldest first.
+    """Task metrics, drift of every input and of the task's output, label-free data quality and the policy's
+    decision for one model version's records in a window; `past` is the version's trend metric (accuracy of a
+    classifier, RMSE of a regression; see TREND_METRIC) in earlier reports (window id, value), oldest first.
 
-    Only answers of a classifying signature (outputs with `class_id` or `probabilities`) are evaluated: the same key
-    may also have been sent to another signature (e.g. `embedding`), which must not replace its prediction."""
-    classified = [r for r in records if "class_id" in r["outputs"] or "probabilities" in r["outputs"]]
-    other_signatures = len(records) - len(classified)
-    records = latest_per_key(classified)
+    What is measured follows the manifest's task (see `Task`): a classifier's accuracy and calibration, a
+    regression's errors against numeric labels, an embedding's drift alone. Only answers of the task's signature
+    are evaluated: the same key may also have been sent to another signature, which must not replace them."""
+    task = Task.of(manifest)
+    answered = [r for r in records if task.answers(r)]
+    other_signatures = len(records) - len(answered)
+    records = latest_per_key(answered)
+    inputs, readable = task.input_arrays(records)
+    rows = int(readable.sum())
+    drift = inputs_drift(inputs, task.input_baselines, policy.drift, rows)
+    quality = inputs_quality(inputs, task.input_baselines, policy.quality, rows)
+    keyed = [(i, labels.get(str(r["key"]))) for i, r in enumerate(records) if r.get("key") is not None]
+    joined = [(i, lab) for i, lab in keyed if lab is not None]
+    scored = {"classification": _classification, "regression": _regression}.get(task.kind, _unlabelled)
+    part = scored(task, manifest, records, joined, policy)
+    metrics = part["metrics"]
+    trend = None
+    if task.kind == "classification":
+        trend = metric_trend(past or [], metrics["accuracy"], policy.trend_reports, policy.trend_max_drop)
+    elif task.kind == "regression":
+        trend = error_trend(past or [], metrics["rmse"], policy.trend_reports, policy.trend_max_rmse_increase)
+    decision = decide(
+        policy,
+        part["labelled"],
+        metrics.get("accuracy"),
+        part.get("baseline_accuracy"),
+        drift["dataset_drift"],
+        drift["drifted_share"],
+        predictions=len(records),
+        findings=label_free_findings(drift, part["prediction_drift"], quality, policy) + list(extra_findings or []),
+        trend=trend,
+        errors=metrics if task.kind == "regression" else None,
+        baseline_errors=task.packaged_metrics,
+        task=task.kind,
+        drift_where=drift_where(drift),
+    )
+    return {
+        "task": task.kind,
+        "predictions": len(records),
+        "other_signatures": other_signatures,
+        "keyed": sum(1 for r in records if r.get("key") is not None),
+        "unreadable_inputs": len(records) - rows,
+        "sources": {s: sum(1 for r in records if r.get("source") == s) for s in ("online", "batch")},
+        "reference_version": manifest.version,
+        **{k: v for k, v in part.items() if k not in ("metrics", "prediction_drift")},
+        "baseline_metrics": task.packaged_metrics,
+        "metrics": metrics,
+        "drift": drift,
+        "prediction_drift": part["prediction_drift"],
+        "quality": quality,
+        "decision": decision.as_dict(),
+    }
+
+
+def _classification(
+    task: Task, manifest: Manifest, records: list[dict[str, Any]], joined: list[tuple[int, str]], policy: RetrainPolicy
+) -> dict[str, Any]:
+    """Accuracy, F1, confusion, calibration of the labelled answers; the predicted classes' drift."""
     index = {name: i for i, name in enumerate(manifest.labels)}
-    names = list(manifest.signatures[manifest.raw["task"]["signature"]].inputs)  # one flat input here
-    x = np.asarray([record_inputs(r, names)[names[0]] for r in records], dtype=np.float64).reshape(len(records), -1)
-    y_pred_all = np.asarray([_predicted(r) for r in records], dtype=np.int64)
-    joined = [(i, labels.get(str(r["key"]))) for i, r in enumerate(records) if r.get("key") is not None]
-    joined = [(i, lab) for i, lab in joined if lab is not None]
+    y_pred_all = np.asarray([_predicted(r, task) for r in records], dtype=np.int64)
     known = [(i, index[lab]) for i, lab in joined if lab in index]
     rows = np.asarray([i for i, _ in known], dtype=np.int64)
     y_true = np.asarray([c for _, c in known], dtype=np.int64)
     probs = None
-    if rows.size and all("probabilities" in records[i]["outputs"] for i in rows):
-        probs = np.asarray([records[i]["outputs"]["probabilities"] for i in rows], dtype=np.float64)
-    metrics = classification_report(y_true, probs, y_pred_all[rows], manifest.labels)
+    name = task.output("probabilities") or "probabilities"
+    if rows.size and all(name in records[i]["outputs"] for i in rows):
+        probs = np.asarray([records[i]["outputs"][name] for i in rows], dtype=np.float64)
     stats = manifest.raw.get("training_stats") or {}
-    drift = feature_drift(x, stats.get("features", []), policy.drift) if stats.get("features") else _no_drift(len(x))
-    pred_drift = prediction_drift(y_pred_all, stats.get("label_counts") or [1] * len(index), policy.drift)
-    baseline = ((manifest.raw.get("metrics") or {}).get("int8") or {}).get("accuracy")
-    quality = data_quality(x, stats["features"], policy.quality) if stats.get("features") else None
-    trend = metric_trend(past or [], metrics["accuracy"], policy.trend_reports, policy.trend_max_drop)
-    decision = decide(
-        policy,
-        len(y_true),
-        metrics["accuracy"],
-        baseline,
-        drift["dataset_drift"],
-        drift["drifted_share"],
-        predictions=len(records),
-        findings=label_free_findings(drift, pred_drift, quality, policy) + list(extra_findings or []),
-        trend=trend,
-    )
+    counts = stats.get("label_counts") or _baseline_class_counts(task, len(index)) or [1] * len(index)
     return {
-        "predictions": len(records),
-        "other_signatures": other_signatures,
-        "keyed": sum(1 for r in records if r.get("key") is not None),
         "labelled": len(y_true),
         "labels_not_in_model": len(joined) - len(known),
-        "sources": {s: sum(1 for r in records if r.get("source") == s) for s in ("online", "batch")},
-        "baseline_accuracy": baseline,
-        "reference_version": manifest.version,
-        "metrics": metrics,
-        "drift": drift,
-        "prediction_drift": pred_drift,
-        "quality": quality,
-        "decision": decision.as_dict(),
+        "baseline_accuracy": task.packaged_metrics.get("accuracy"),
+        "metrics": classification_report(y_true, probs, y_pred_all[rows], manifest.labels),
+        "prediction_drift": prediction_drift(y_pred_all, counts, policy.drift),
     }
+
+
+def _regression(
+    task: Task, manifest: Manifest, records: list[dict[str, Any]], joined: list[tuple[int, str]], policy: RetrainPolicy
+) -> dict[str, Any]:
+    """MAE, RMSE, R² and residuals against the numeric labels (a label that is not a finite number is counted as
+    bad, with the first few listed); the served scores' drift."""
+    name = task.output("score")
+    scores = np.asarray([_score(r, name) for r in records], dtype=np.float64)
+    pairs, bad = [], []
+    for i, text in joined:
+        value = numeric_label(text)
+        if value is None:
+            bad.append({"key": str(records[i]["key"]), "label": text})
+        elif np.isfinite(scores[i]):
+            pairs.append((i, value))
+    rows = np.asarray([i for i, _ in pairs], dtype=np.int64)
+    y_true = np.asarray([v for _, v in pairs], dtype=np.float64)
+    served = scores[np.isfinite(scores)]
+    return {
+        "labelled": len(y_true),
+        "bad_labels": len(bad),
+        "bad_label_examples": bad[:5],
+        "unreadable_scores": int(len(scores) - len(served)),
+        "metrics": regression_report(y_true, scores[rows]),
+        "prediction_drift": output_drift(served, task.output_baselines.get(name or ""), policy.drift, str(name)),
+    }
+
+
+def _unlabelled(
+    task: Task, manifest: Manifest, records: list[dict[str, Any]], joined: list[tuple[int, str]], policy: RetrainPolicy
+) -> dict[str, Any]:
+    """An embedding (or any task without label metrics): the drift of its output only."""
+    name = task.output("embedding") or next(iter(task.output_baselines), None)
+    values = [r["outputs"][name] for r in records if name in r["outputs"]] if name else []
+    served = np.asarray(values, dtype=np.float64).reshape(len(values), -1) if values else np.zeros((0, 1))
+    return {
+        "labelled": 0,
+        "metrics": {},
+        "prediction_drift": output_drift(served, task.output_baselines.get(name or ""), policy.drift, str(name)),
+    }
+
+
+def _baseline_class_counts(task: Task, n_classes: int) -> list[int] | None:
+    """Class counts of the packaged class-id output's baseline (when training_stats has no label counts)."""
+    stats = task.output_baselines.get(task.output("class_id") or "")
+    if not stats or stats.get("kind") != "counts":
+        return None
+    counts = [0] * n_classes
+    for value, count in zip(stats["values"], stats["counts"], strict=True):
+        if 0 <= value < n_classes:
+            counts[value] += count
+    return counts
 
 
 def rejection_check(versions: dict[str, list], rejected: int, policy: RetrainPolicy) -> dict[str, Any]:
@@ -208,11 +282,11 @@ def label_free_findings(
     findings = []
     if drift["dataset_drift"]:
         share = policy.drift.dataset_share
-        findings.append(f"input drift: {drift['drifted_share']:.0%} of the features drifted (>= {share:.0%})")
+        where = drift_where(drift)
+        findings.append(f"input drift: {drift['drifted_share']:.0%} of the features{where} drifted (>= {share:.0%})")
     if pred_drift["drifted"]:
-        findings.append(
-            f"prediction drift: PSI {pred_drift['psi']:.3f} of the predicted classes (> {policy.drift.prediction_psi})"
-        )
+        what = f"output '{pred_drift['output']}'" if pred_drift.get("output") else "the predicted classes"
+        findings.append(f"prediction drift: PSI {pred_drift['psi']:.3f} of {what} (> {policy.drift.prediction_psi})")
     if quality and quality["violations"]:
         first = quality["violations"][0]["message"]
         more = len(quality["violations"]) - 1
@@ -220,22 +294,28 @@ def label_free_findings(
     return findings
 
 
-def _predicted(record: dict[str, Any]) -> int:
+def drift_where(drift: dict[str, Any]) -> str:
+    """' of input(s) a, b' naming the drifted inputs of a model with several, else ''."""
+    if len(drift.get("inputs") or {}) < 2 or not drift.get("drifted_inputs"):
+        return ""
+    return " of input(s) " + ", ".join(f"'{n}'" for n in drift["drifted_inputs"])
+
+
+def _predicted(record: dict[str, Any], task: Task) -> int:
     out = record["outputs"]
-    if "class_id" in out:
-        return int(out["class_id"])
-    return int(np.argmax(out["probabilities"]))
+    class_id, probs = task.output("class_id") or "class_id", task.output("probabilities") or "probabilities"
+    if class_id in out:
+        value = out[class_id]
+        return int(value) if isinstance(value, int) else int(np.asarray(value).reshape(-1)[0])
+    if probs in out or not task.output("logits"):
+        return int(np.argmax(out[probs]))
+    return int(np.argmax(out[task.output("logits")]))  # a classifier that outputs logits only
 
 
-def _no_drift(rows: int) -> dict[str, Any]:
-    return {
-        "rows": rows,
-        "judged": False,
-        "features": [],
-        "drifted_features": [],
-        "drifted_share": 0.0,
-        "dataset_drift": False,
-    }
+def _score(record: dict[str, Any], name: str | None) -> float:
+    """A record's regression score (a number or a one-element list); NaN when it has none or several."""
+    value = np.asarray(record["outputs"].get(name or ""), dtype=np.float64) if name in record["outputs"] else None
+    return float(value.reshape(-1)[0]) if value is not None and value.size == 1 else float("nan")
 
 
 class DecisionStore:
@@ -393,7 +473,8 @@ class Evaluator:
         refused: dict[str, Any] | None = None,
         edge_records: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        past = self._past(model, window)
+        metric = TREND_METRIC.get(Task.of(manifest).kind)
+        past = self._past(model, window, metric) if metric else {}
         extra = [refused["finding"]] if refused and refused.get("finding") else []
         results = {
             v: evaluate_group(recs, labels, self.reference(model, v, manifest), self.policy, past.get(v), extra)
@@ -406,6 +487,7 @@ class Evaluator:
         if current not in results:
             current = max(results, key=lambda v: results[v]["predictions"])
         decision = Decision(**results[current]["decision"])
+        task = Task.of(manifest)
         canary = self._review_canary(model, live, versions, labels, manifest)
         prefix = f"reports/{model}/{window.id}/"
         report: dict[str, Any] = {
@@ -413,13 +495,16 @@ class Evaluator:
             "decided_on_version": current,
             "window": window.as_dict(),
             "generated_at": iso(now),
+            "task": task.as_dict(),
             "labels": manifest.labels,
             "counts": {
                 "predictions": sum(g["predictions"] for g in results.values()),
                 "labelled": results[current]["labelled"],
                 "labels_without_prediction": orphans,
                 "unreadable_log_lines": bad,
+                "unreadable_inputs": sum(g["unreadable_inputs"] for g in results.values()),
                 "rejected_requests": (refused or {}).get("rejected", 0),
+                **({"bad_labels": results[current]["bad_labels"]} if "bad_labels" in results[current] else {}),
             },
             "policy": self.policy.as_dict(),
             "versions": results,
@@ -442,8 +527,8 @@ class Evaluator:
             report["alert"] = {"outcome": alert, "findings": decision.findings}
         history = {v: [*past.get(v, [])] for v in past}
         for v, g in results.items():
-            if g["metrics"].get("accuracy") is not None:
-                history.setdefault(v, []).append((window.id, g["metrics"]["accuracy"]))
+            if metric and g["metrics"].get(metric) is not None:
+                history.setdefault(v, []).append((window.id, g["metrics"][metric]))
         violations = {
             "model": model,
             "window": window.as_dict(),
@@ -466,15 +551,8 @@ class Evaluator:
                     "version": current,
                     "window": window.as_dict(),
                     "reasons": decision.reasons,
-                    "metrics": {
-                        "accuracy": g["metrics"]["accuracy"],
-                        "macro_f1": g["metrics"]["macro_f1"],
-                        "log_loss": g["metrics"].get("log_loss"),
-                        "ece": g["metrics"].get("ece"),
-                        "labelled": g["labelled"],
-                        "baseline_accuracy": g["baseline_accuracy"],
-                        "drifted_share": g["drift"]["drifted_share"],
-                    },
+                    "task": g["task"],
+                    "metrics": headline(g),
                     "report": f"s3://{self.config.bucket}/{prefix}report.json",
                 },
             )
@@ -502,9 +580,7 @@ class Evaluator:
             "reasons": decision.reasons,
             "canary": canary,
             "edge": report.get("edge"),
-            "versions": {
-                v: {"labelled": g["labelled"], "accuracy": g["metrics"]["accuracy"]} for v, g in results.items()
-            },
+            "versions": {v: _scores(g) for v, g in results.items()},
         }
 
     def _review_canary(
@@ -524,10 +600,14 @@ class Evaluator:
         for v in (str(live["primary"]["model_version"]), str(live["canary"]["model_version"])):
             recent = [r for r in versions.get(v, []) if (r.get("time") or 0) >= since]
             g = evaluate_group(recent, labels, self.reference(model, v, layer), self.policy) if recent else None
-            scores[v] = {"labelled": g["labelled"], "accuracy": g["metrics"]["accuracy"]} if g else None
+            scores[v] = _scores(g) if g else None
         out: dict[str, Any] = {"running": live["canary"], "since_canary": scores}
         if self.promoter is None:
             out["verdict"] = {"action": "wait", "reasons": ["no promoter configured (LITESERVE_PREDICT_FUNCTION)"]}
+            return out
+        kind = Task.of(layer).kind
+        if kind != "classification":  # the promoter compares accuracies: a canary of another task is not judged
+            out["verdict"] = {"action": "wait", "reasons": [f"canary review compares accuracy; this is a {kind} model"]}
             return out
         try:
             verdict = self.promoter.review(model, scores)
@@ -539,8 +619,8 @@ class Evaluator:
         out["verdict"] = verdict.as_dict() if verdict else None
         return out
 
-    def _past(self, model: str, window: Window) -> dict[str, list[tuple[str, float]]]:
-        """Accuracy per version in the last reports before this window's (oldest first): the report's time series
+    def _past(self, model: str, window: Window, metric: str = "accuracy") -> dict[str, list[tuple[str, float]]]:
+        """`metric` per version in the last reports before this window's (oldest first): the report's time series
         and the rate-of-change trigger."""
         series: dict[str, list[tuple[str, float]]] = {}
         keys = sorted(k for k in self.store.keys(f"reports/{model}/") if k.endswith("/report.json"))
@@ -549,9 +629,38 @@ class Evaluator:
                 continue
             old = orjson.loads(self.store.read(key))
             for v, g in old.get("versions", {}).items():
-                if g["metrics"].get("accuracy") is not None:
-                    series.setdefault(v, []).append((old["window"]["id"], g["metrics"]["accuracy"]))
+                if g["metrics"].get(metric) is not None:
+                    series.setdefault(v, []).append((old["window"]["id"], g["metrics"][metric]))
         return series
+
+
+TREND_METRIC = {"classification": "accuracy", "regression": "rmse"}  # the metric followed across reports
+HEADLINE = {
+    "classification": ("accuracy", "macro_f1", "log_loss", "ece"),
+    "regression": ("mae", "rmse", "r2", "mean_error"),
+}
+
+
+def headline(group: dict[str, Any]) -> dict[str, Any]:
+    """A version's headline numbers for the RetrainRequested event: its task's metrics, the labelled count, the
+    packaged model's metrics (`baseline`) and the drifted share."""
+    m = group["metrics"]
+    out: dict[str, Any] = {name: m.get(name) for name in HEADLINE.get(group["task"], ())}
+    out["labelled"] = group["labelled"]
+    if group["task"] == "classification":
+        out["baseline_accuracy"] = group.get("baseline_accuracy")
+    out["baseline"] = group.get("baseline_metrics") or {}
+    out["drifted_share"] = group["drift"]["drifted_share"]
+    return out
+
+
+def _scores(group: dict[str, Any]) -> dict[str, Any]:
+    """labelled + accuracy (what the canary review and the run summary compare), plus a regression's errors."""
+    m = group["metrics"]
+    out = {"labelled": group["labelled"], "accuracy": m.get("accuracy")}
+    if group["task"] == "regression":
+        out.update({name: m.get(name) for name in HEADLINE["regression"]})
+    return out
 
 
 def _violations(group: dict[str, Any]) -> dict[str, Any]:
@@ -566,8 +675,9 @@ def _violations(group: dict[str, Any]) -> dict[str, Any]:
             "dataset_drift": group["drift"]["dataset_drift"],
             "drifted_features": group["drift"]["drifted_features"],
             "drifted_share": group["drift"]["drifted_share"],
+            "drifted_inputs": group["drift"].get("drifted_inputs", []),
         },
-        "prediction_drift": {k: group["prediction_drift"][k] for k in ("rows", "psi", "js", "drifted")},
+        "prediction_drift": {k: group["prediction_drift"].get(k) for k in ("output", "rows", "psi", "js", "drifted")},
         "findings": group["decision"]["findings"],
     }
 
@@ -585,10 +695,11 @@ def emit_metrics(model: str, results: dict[str, Any], orphans: int) -> None:
             "EvalLabelled": (g["labelled"], MetricUnit.Count),
             "LabelsWithoutPrediction": (orphans, MetricUnit.Count),
             "DriftedFeatureShare": (g["drift"]["drifted_share"], MetricUnit.NoUnit),
-            "PredictionDriftPSI": (g["prediction_drift"]["psi"], MetricUnit.NoUnit),
             "QualityViolations": (len((g.get("quality") or {}).get("violations", [])), MetricUnit.Count),
         }
-        for name in ("accuracy", "macro_f1", "log_loss", "ece"):
+        if g["prediction_drift"].get("psi") is not None:
+            values["PredictionDriftPSI"] = (g["prediction_drift"]["psi"], MetricUnit.NoUnit)
+        for name in (*HEADLINE["classification"], *HEADLINE["regression"]):
             if m.get(name) is not None:
                 values["".join(p.capitalize() for p in name.split("_"))] = (m[name], MetricUnit.NoUnit)
         emit(values, model=model, version=version)

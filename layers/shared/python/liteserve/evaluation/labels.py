@@ -6,6 +6,7 @@ from __future__ import annotations
 import calendar
 import csv
 import gzip
+import math
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -34,7 +35,8 @@ MAX_ERROR_RECORDS = 10_000  # bad lines listed one by one in a file's error reco
 
 @dataclass(frozen=True)
 class Label:
-    """One label: the prediction key (as a string: keys join as strings) and the class label (as a string)."""
+    """One label: the prediction key (as a string: keys join as strings) and the label as a string (a class name,
+    or a number's text for a regression model)."""
 
     key: str
     label: str
@@ -53,8 +55,13 @@ def check_item(item: Any) -> Label:
 def _value(value: Any, what: str) -> str:
     if value is None:
         raise ValueError(f"missing '{what}'")
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise ValueError(f"'{what}' must be a string or an integer, got {type(value).__name__}")
+    # A label may also be a finite number (a regression target); a key may not: keys join as strings.
+    number = what == "label" and isinstance(value, float)
+    if number and not math.isfinite(value):
+        raise ValueError(f"'{what}' must be a finite number, got {value}")
+    if isinstance(value, bool) or not (number or isinstance(value, str | int)):
+        kinds = "a string or a number" if what == "label" else "a string or an integer"
+        raise ValueError(f"'{what}' must be {kinds}, got {type(value).__name__}")
     text = str(value).strip()
     if not text:
         raise ValueError(f"'{what}' must not be empty")

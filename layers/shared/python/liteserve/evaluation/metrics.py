@@ -1,4 +1,4 @@
-"""Classification metrics of labelled predictions (numpy only: see `drift` for why not scipy/sklearn)."""
+"""Classification and regression metrics of labelled predictions (numpy only: see `drift` for why not scipy/sklearn)."""
 
 from __future__ import annotations
 
@@ -77,3 +77,34 @@ def classification_report(
         report["ece"] = cal["ece"]
         report["calibration"] = cal["bins"]
     return report
+
+
+def residual_histogram(residuals: np.ndarray, bins: int = 12) -> dict[str, list]:
+    """Counts of residuals (prediction - label) on equal-width edges symmetric around 0."""
+    r = np.asarray(residuals, dtype=np.float64)
+    top = float(np.max(np.abs(r))) if len(r) else 0.0
+    top = top if top > 0 else 1.0
+    counts, edges = np.histogram(r, bins=bins, range=(-top, top))
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}
+
+
+def regression_report(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, Any]:
+    """MAE, RMSE, R² (None for fewer than two labels or constant labels), the mean error (bias) and the residual
+    histogram of one group of labelled predictions."""
+    y = np.asarray(y_true, dtype=np.float64)
+    err = np.asarray(y_pred, dtype=np.float64) - y
+    n = len(y)
+    if not n:
+        return {"n": 0, "mae": None, "rmse": None, "r2": None, "mean_error": None, "residuals": None}
+    mse = float(np.mean(err**2))
+    var = float(np.var(y))
+    return {
+        "n": n,
+        "mae": float(np.mean(np.abs(err))),
+        "rmse": float(np.sqrt(mse)),
+        "r2": 1.0 - mse / var if n > 1 and var > 0 else None,
+        "mean_error": float(np.mean(err)),
+        "label_mean": float(np.mean(y)),
+        "prediction_mean": float(np.mean(y_pred)),
+        "residuals": residual_histogram(err),
+    }

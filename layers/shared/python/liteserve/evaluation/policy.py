@@ -8,11 +8,18 @@ Configured by one JSON document (env LITESERVE_RETRAIN_POLICY, a template parame
                "prediction_psi": 0.2, "min_rows": 200},
      "label_free": "alert", "label_free_min_predictions": 200,
      "quality": {"missing_share": 0.0, "out_of_range_share": 0.05, "range_tolerance": 0.0, "min_rows": 200},
-     "trend_reports": 6, "trend_max_drop": 0.05}
+     "trend_reports": 6, "trend_max_drop": 0.05,
+     "max_rmse": null, "min_r2": null, "max_rmse_increase": 0.25, "trend_max_rmse_increase": 0.25}
 
 Label-free findings (dataset drift, prediction drift, data-quality violations) need no labels: with `label_free`
 "alert" they emit `DriftDetected`, with "retrain" they request a retraining on their own, with "off" they are only
 reported. The rate-of-change trigger compares the accuracy with the best of the last `trend_reports` reports.
+
+The accuracy triggers judge classifiers; regression models are judged on their errors instead: RMSE above
+`max_rmse`, R² below `min_r2`, or RMSE more than `max_rmse_increase` (0.25 = 25 %) above the packaged model's RMSE on
+its packaging data (the manifest's `metrics`); null switches a trigger off. Their rate-of-change trigger: RMSE more
+than `trend_max_rmse_increase` above the best of the last `trend_reports` reports. Embedding models have no label
+metrics: only the label-free findings apply to them.
 """
 
 from __future__ import annotations
@@ -44,6 +51,10 @@ class RetrainPolicy:
     quality: QualityThresholds = field(default_factory=QualityThresholds)
     trend_reports: int = 6  # 0 turns the rate-of-change trigger off
     trend_max_drop: float = 0.05
+    max_rmse: float | None = None  # regression: absolute ceiling of the window's RMSE
+    min_r2: float | None = None  # regression: floor of the window's R²
+    max_rmse_increase: float | None = 0.25  # regression: relative rise over the packaged RMSE (0.25 = 25 %)
+    trend_max_rmse_increase: float = 0.25  # regression: relative rise over the best RMSE of the last reports
 
     def __post_init__(self) -> None:
         if self.label_free not in LABEL_FREE_ACTIONS:
@@ -107,25 +118,44 @@ def decide(
     predictions: int = 0,
     findings: list[str] | None = None,
     trend: str | None = None,
+    errors: dict[str, Any] | None = None,
+    baseline_errors: dict[str, Any] | None = None,
+    task: str = "classification",
+    drift_where: str = "",
 ) -> Decision:
     """Apply the triggers to one model version's window. Cooldown is applied by the caller (it needs state).
 
-    `findings` are the label-free ones (drift, data quality) and `trend` the rate-of-change reason, if any."""
+    `findings` are the label-free ones (drift, data quality) and `trend` the rate-of-change reason, if any.
+    A regression model passes its window's `errors` (mae, rmse, r2) and the packaged ones (`baseline_errors`)
+    instead of accuracies; an embedding model (`task`) is judged on its label-free findings only. `drift_where`
+    names the drifted inputs in the dataset-drift reason (' of input(s) ...')."""
     findings = list(findings or [])
-    checks: dict[str, Any] = {
-        "labelled": labelled,
-        "min_labelled": policy.min_labelled,
-        "accuracy": accuracy,
-        "accuracy_floor": policy.accuracy_floor,
-        "baseline_accuracy": baseline_accuracy,
-        "max_accuracy_drop": policy.max_accuracy_drop,
-        "dataset_drift": dataset_drift,
-        "drifted_share": drifted_share,
-        "predictions": predictions,
-        "label_free_min_predictions": policy.label_free_min_predictions,
-    }
+    checks: dict[str, Any] = {}
+    if task == "classification":
+        checks = {
+            "labelled": labelled,
+            "min_labelled": policy.min_labelled,
+            "accuracy": accuracy,
+            "accuracy_floor": policy.accuracy_floor,
+            "baseline_accuracy": baseline_accuracy,
+            "max_accuracy_drop": policy.max_accuracy_drop,
+        }
+    elif task == "regression":
+        checks = {"labelled": labelled, "min_labelled": policy.min_labelled}
+        checks.update(_regression_checks(policy, errors, baseline_errors))
+    checks.update(
+        {
+            "dataset_drift": dataset_drift,
+            "drifted_share": drifted_share,
+            "predictions": predictions,
+            "label_free_min_predictions": policy.label_free_min_predictions,
+        }
+    )
     reasons: list[str] = []
-    labelled_enough = labelled >= policy.min_labelled and accuracy is not None
+    measured = accuracy is not None or (task == "regression" and (errors or {}).get("rmse") is not None)
+    labelled_enough = labelled >= policy.min_labelled and measured
+    if labelled_enough and task == "regression":
+        reasons += regression_reasons(policy, errors or {}, baseline_errors or {})
     if labelled_enough and accuracy is not None:
         if accuracy < policy.accuracy_floor:
             reasons.append(f"accuracy {accuracy:.4f} below the floor {policy.accuracy_floor}")
@@ -134,17 +164,56 @@ def decide(
                 f"accuracy {accuracy:.4f} dropped {baseline_accuracy - accuracy:.4f} from the validation accuracy "
                 f"{baseline_accuracy:.4f} (> {policy.max_accuracy_drop})"
             )
+    if labelled_enough:
         if trend:
             reasons.append(trend)
         if policy.on_dataset_drift and dataset_drift:
             share = policy.drift.dataset_share
-            reasons.append(f"dataset drift: {drifted_share:.0%} of the features drifted (>= {share:.0%})")
+            reasons.append(f"dataset drift: {drifted_share:.0%} of the features{drift_where} drifted (>= {share:.0%})")
     label_free = bool(findings) and predictions >= policy.label_free_min_predictions
     if not reasons and label_free and policy.label_free == "retrain":
         reasons = [f"label-free: {f}" for f in findings]
     if reasons:
         return Decision(True, reasons, checks, findings=findings)
     alert = label_free and policy.label_free == "alert"
-    if not labelled_enough:
+    if task not in ("classification", "regression"):
+        reasons = [f"{task} model: no label metrics, judged on drift and data quality only"]
+    elif not labelled_enough:
         reasons = [f"only {labelled} labelled predictions (< {policy.min_labelled}): no decision"]
     return Decision(False, reasons, checks, alert=alert, findings=findings)
+
+
+def _regression_checks(
+    policy: RetrainPolicy, errors: dict[str, Any] | None, baseline: dict[str, Any] | None
+) -> dict[str, Any]:
+    errors, baseline = errors or {}, baseline or {}
+    return {
+        "mae": errors.get("mae"),
+        "rmse": errors.get("rmse"),
+        "r2": errors.get("r2"),
+        "baseline_rmse": baseline.get("rmse"),
+        "max_rmse": policy.max_rmse,
+        "min_r2": policy.min_r2,
+        "max_rmse_increase": policy.max_rmse_increase,
+    }
+
+
+def regression_reasons(policy: RetrainPolicy, errors: dict[str, Any], baseline: dict[str, Any]) -> list[str]:
+    """The regression triggers that fire for a window's errors (see the module docstring)."""
+    reasons = []
+    rmse, r2, base = errors.get("rmse"), errors.get("r2"), baseline.get("rmse")
+    if rmse is not None and policy.max_rmse is not None and rmse > policy.max_rmse:
+        reasons.append(f"RMSE {rmse:.4g} above the ceiling {policy.max_rmse}")
+    if r2 is not None and policy.min_r2 is not None and r2 < policy.min_r2:
+        reasons.append(f"R² {r2:.4f} below the floor {policy.min_r2}")
+    if (
+        rmse is not None
+        and base
+        and policy.max_rmse_increase is not None
+        and rmse > base * (1 + policy.max_rmse_increase)
+    ):
+        reasons.append(
+            f"RMSE {rmse:.4g} is {rmse / base - 1:.0%} above the packaged model's {base:.4g} "
+            f"(> {policy.max_rmse_increase:.0%})"
+        )
+    return reasons

@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from liteserve.evaluation.drift import value_columns
+
 
 @dataclass(frozen=True)
 class QualityThresholds:
@@ -38,13 +40,15 @@ class QualityThresholds:
 
 
 def data_quality(
-    x: np.ndarray, training_features: list[dict[str, Any]], thresholds: QualityThresholds
+    x: np.ndarray, training_features: list[dict[str, Any]], thresholds: QualityThresholds, rows: int | None = None
 ) -> dict[str, Any]:
-    """Missing and out-of-range shares per feature of `x` (rows, features) and the violations among them."""
+    """Missing and out-of-range shares per feature of `x` (values, features) and the violations among them;
+    `rows` is the number of served instances when each holds several values of a feature (see drift)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != len(training_features):
         raise ValueError(f"inputs have shape {list(x.shape)}; the manifest describes {len(training_features)} features")
-    rows = len(x)
+    values = len(x)
+    rows = values if rows is None else rows
     judged = rows >= thresholds.min_rows
     finite = np.isfinite(x)
     missing = (~finite).sum(axis=0)
@@ -56,8 +60,8 @@ def data_quality(
     features, violations = [], []
     for j, stats in enumerate(training_features):
         name = stats["name"]
-        miss = float(missing[j] / rows) if rows else 0.0
-        out = float(outside[j] / rows) if rows else 0.0
+        miss = float(missing[j] / values) if values else 0.0
+        out = float(outside[j] / values) if values else 0.0
         features.append(
             {"name": name, "missing_share": miss, "out_of_range_share": out, "range": [float(lo[j]), float(hi[j])]}
         )
@@ -71,6 +75,26 @@ def data_quality(
             message = f"{out:.1%} of '{name}' lies outside the training range [{lo[j]:.4g}, {hi[j]:.4g}]"
             violations.append(_violation("out_of_range", name, out, thresholds.out_of_range_share, message))
     return {"rows": rows, "judged": judged, "features": features, "violations": violations}
+
+
+def inputs_quality(
+    arrays: dict[str, np.ndarray], baselines: dict[str, dict[str, Any]], thresholds: QualityThresholds, rows: int
+) -> dict[str, Any] | None:
+    """`data_quality` of every input with a packaged baseline (features or channels, as drift reads them), as one
+    result; None when no input has one."""
+    parts = [
+        data_quality(*value_columns(x, baselines[name], name), thresholds, rows=len(x))
+        for name, x in arrays.items()
+        if name in baselines
+    ]
+    if not parts:
+        return None
+    return {
+        "rows": rows,
+        "judged": any(p["judged"] for p in parts),
+        "features": [f for p in parts for f in p["features"]],
+        "violations": [v for p in parts for v in p["violations"]],
+    }
 
 
 def _violation(check: str, feature: str, observed: float, threshold: float, message: str) -> dict[str, Any]:
@@ -88,5 +112,22 @@ def metric_trend(history: list[tuple[str, float]], current: float | None, report
         return (
             f"accuracy {current:.4f} fell {best - current:.4f} below the best of the last {len(recent)} reports "
             f"({best:.4f}; > {max_drop})"
+        )
+    return None
+
+
+def error_trend(
+    history: list[tuple[str, float]], current: float | None, reports: int, max_increase: float
+) -> str | None:
+    """Rate of change of an error (RMSE): the reason when `current` is more than `max_increase` (relative) above the
+    best (lowest) of the last `reports` values (oldest first), else None."""
+    recent = [v for _, v in history[-reports:] if v is not None]
+    if current is None or not recent or reports <= 0:
+        return None
+    best = min(recent)
+    if best > 0 and current > best * (1 + max_increase):
+        return (
+            f"RMSE {current:.4g} rose {current / best - 1:.0%} above the best of the last {len(recent)} reports "
+            f"({best:.4g}; > {max_increase:.0%})"
         )
     return None

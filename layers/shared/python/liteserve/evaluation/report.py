@@ -31,31 +31,36 @@ def line_chart(
     refs: dict[str, float] | None = None,
     width: int = 760,
     height: int = 230,
+    unit: bool = True,
 ) -> str:
-    """One polyline per series over shared categorical x values (window ids), y in [min, 1]; dashed reference
-    lines (e.g. the accuracy floor)."""
+    """One polyline per series over shared categorical x values (window ids), y in [min, 1] (`unit`, e.g.
+    accuracy) or [0, max] (e.g. RMSE); dashed reference lines (e.g. the accuracy floor)."""
     xs = sorted({x for points in series.values() for x, _ in points})
     values = [y for points in series.values() for _, y in points if y is not None]
     if not xs or not values:
         return f'<p class="muted">{escape(title)}: no data yet</p>'
     refs = {k: v for k, v in (refs or {}).items() if v is not None}
     left, right, top, bottom = 50, 76, 24, 40
-    lo = min(min(values), *refs.values(), 0.9)
-    lo = max(0.0, lo - (1 - lo) * 0.1)
+    if unit:
+        hi = 1.0
+        lo = min(min(values), *refs.values(), 0.9)
+        lo = max(0.0, lo - (1 - lo) * 0.1)
+    else:
+        lo, hi = 0.0, max(*values, *refs.values()) * 1.1 or 1.0
     pw, ph = width - left - right, height - top - bottom
 
     def px(i: int) -> float:
         return left + (pw * i / (len(xs) - 1) if len(xs) > 1 else pw / 2)
 
     def py(v: float) -> float:
-        return top + ph * (1 - (v - lo) / (1 - lo if lo < 1 else 1))
+        return top + ph * (1 - (v - lo) / (hi - lo if lo < hi else 1))
 
     parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(title)}">']
     parts.append(f'<text x="{left}" y="14" font-weight="600">{escape(title)}</text>')
     for k in range(5):
-        v = lo + (1 - lo) * k / 4
+        v = lo + (hi - lo) * k / 4
         parts.append(f'<line x1="{left}" x2="{width - right}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#eee"/>')
-        parts.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.3f}</text>')
+        parts.append(f'<text x="{left - 6}" y="{py(v) + 4:.1f}" text-anchor="end">{v:.4g}</text>')
     for name, v in refs.items():
         parts.append(
             f'<line x1="{left}" x2="{width - right}" y1="{py(v):.1f}" y2="{py(v):.1f}" stroke="#999" '
@@ -204,15 +209,151 @@ def _quality_html(versions: dict[str, Any]) -> list[str]:
     return out
 
 
+def histogram_svg(hist: dict[str, list], title: str, width: int = 560, height: int = 200) -> str:
+    """Bars of a histogram's counts over its edges (e.g. the residuals of a regression model)."""
+    counts, edges = hist["counts"], hist["edges"]
+    if not counts or not sum(counts):
+        return f'<p class="muted">{escape(title)}: no data</p>'
+    left, right, top, bottom = 50, 10, 24, 36
+    pw, ph = width - left - right, height - top - bottom
+    peak, bw = max(counts), pw / len(counts)
+    parts = [f'<svg width="{width}" height="{height}" role="img" aria-label="{escape(title)}">']
+    parts.append(f'<text x="{left}" y="14" font-weight="600">{escape(title)}</text>')
+    for i, c in enumerate(counts):
+        h = ph * c / peak
+        parts.append(
+            f'<rect x="{left + i * bw + 1:.1f}" y="{top + ph - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" '
+            f'fill="#1f77b4"><title>[{edges[i]:.4g}, {edges[i + 1]:.4g}): {c}</title></rect>'
+        )
+    for i in (0, len(counts) // 2, len(counts)):
+        parts.append(
+            f'<text x="{left + i * bw:.1f}" y="{height - bottom + 14}" text-anchor="middle">{edges[i]:.3g}</text>'
+        )
+    parts.append(f'<text x="{left - 6}" y="{top + 4}" text-anchor="end">{peak}</text></svg>')
+    return "".join(parts)
+
+
+def _metrics_table(kind: str, versions: dict[str, Any]) -> str:
+    """One row per version with the metrics of the model's task."""
+    if kind == "regression":
+        head = (
+            "<tr><th class='l'>version</th><th>predictions</th><th>labelled</th><th>bad labels</th><th>MAE</th>"
+            "<th>RMSE</th><th>R²</th><th>mean error</th><th>packaged RMSE</th><th>drifted features</th>"
+            "<th>score PSI</th></tr>"
+        )
+    elif kind == "classification":
+        head = (
+            "<tr><th class='l'>version</th><th>predictions</th><th>labelled</th><th>accuracy</th><th>macro-F1</th>"
+            "<th>log loss</th><th>ECE</th><th>validation acc.</th><th>drifted features</th><th>prediction PSI</th>"
+            "</tr>"
+        )
+    else:
+        head = "<tr><th class='l'>version</th><th>predictions</th><th>drifted features</th><th>output PSI</th></tr>"
+    rows = [head]
+    for v, g in versions.items():
+        m, d = g["metrics"], g["drift"]
+        cells = [escape(v), g["predictions"]]
+        if kind == "regression":
+            base = (g.get("baseline_metrics") or {}).get("rmse")
+            cells += [g["labelled"], g.get("bad_labels", 0), _fmt(m.get("mae")), _fmt(m.get("rmse"))]
+            cells += [_fmt(m.get("r2")), _fmt(m.get("mean_error")), _fmt(base)]
+        elif kind == "classification":
+            cells += [g["labelled"], _fmt(m.get("accuracy")), _fmt(m.get("macro_f1")), _fmt(m.get("log_loss"))]
+            cells += [_fmt(m.get("ece")), _fmt(g.get("baseline_accuracy"))]
+        cells.append(f"{len(d['drifted_features'])} / {len(d['features'])} ({d['drifted_share']:.0%})")
+        cells.append(_fmt(g["prediction_drift"].get("psi")))
+        rows.append(
+            "<tr>" + "".join(f"<td{' class=l' if i == 0 else ''}>{c}</td>" for i, c in enumerate(cells)) + "</tr>"
+        )
+    return "<h2>Metrics per model version</h2><table>" + "".join(rows) + "</table>"
+
+
+def _drift_html(v: str, drift: dict[str, Any]) -> list[str]:
+    """Drift bars per input (per feature of a flat input, per channel of a higher-rank one)."""
+    inputs = drift.get("inputs") or {}
+    out = []
+    if len(inputs) <= 1:
+        groups = [("", drift["features"], drift)]
+        out.append(f"<h2>Version {escape(v)}: data drift per feature</h2>")
+    else:
+        groups = [(n, [f for f in drift["features"] if f.get("input") == n], d) for n, d in inputs.items()]
+        out.append(f"<h2>Version {escape(v)}: data drift per input</h2>")
+    if not drift["judged"]:
+        out.append(f'<p class="muted">only {drift["rows"]} served rows: drift not judged</p>')
+    for name, features, d in groups:
+        if name:
+            verdict = "drifted" if d.get("dataset_drift") else "no drift" if d.get("judged") else "not judged"
+            kind = d.get("kind") or d.get("reason", "")
+            out.append(f"<h3>input <code>{escape(name)}</code> ({escape(str(kind))}): {verdict}</h3>")
+        if not features:
+            continue
+        what = f" of {name}" if name else ""
+        out.append(bar_chart(features, "psi", f"PSI{what} vs training histogram"))
+        out.append(bar_chart(features, "js", f"Jensen-Shannon distance{what} vs training histogram"))
+    return out
+
+
+def _output_drift_html(v: str, pred: dict[str, Any]) -> list[str]:
+    """The served output's distribution against its packaged baseline (regression score, embedding)."""
+    if pred.get("psi") is None:
+        return [f'<p class="muted">version {escape(v)}: {escape(pred.get("reason", "no output baseline"))}</p>']
+    name = escape(str(pred.get("output")))
+    state = "drifted" if pred["drifted"] else "no drift"
+    out = [f"<h2>Version {escape(v)}: output <code>{name}</code> against its packaged distribution ({state})</h2>"]
+    out.append(f"<p>PSI {pred['psi']:.4f} · JS {pred['js']:.4f} · {pred['rows']} served rows</p>")
+    if pred.get("edges"):
+        out.append(histogram_svg({"edges": pred["edges"], "counts": pred["distribution"]}, "served"))
+        out.append(histogram_svg({"edges": pred["edges"], "counts": pred["training_distribution"]}, "packaging data"))
+    return out
+
+
+def _regression_html(v: str, g: dict[str, Any]) -> list[str]:
+    m = g["metrics"]
+    out = []
+    if m.get("residuals"):
+        out.append(f"<h2>Version {escape(v)}: residuals (prediction − label, {g['labelled']} labelled)</h2>")
+        out.append(histogram_svg(m["residuals"], "residual histogram"))
+    if g.get("bad_labels"):
+        shown = ", ".join(f"{escape(b['key'])}: {escape(b['label'])}" for b in g.get("bad_label_examples", []))
+        out.append(f"<p class='warn'>{g['bad_labels']} label(s) are not numbers and were left out ({shown})</p>")
+    return out
+
+
+def _confusion_html(v: str, g: dict[str, Any], labels: list[str]) -> list[str]:
+    m = g["metrics"]
+    if not (m.get("confusion_matrix") and g["labelled"]):
+        return []
+    recall = m.get("per_class_recall", {})
+    return [
+        f"<h2>Version {escape(v)}: confusion matrix ({g['labelled']} labelled)</h2>",
+        confusion_svg(m["confusion_matrix"], labels),
+        "<table><tr><th class='l'>class</th>"
+        + "".join(f"<th>{escape(c)}</th>" for c in labels)
+        + "</tr><tr><td class='l'>recall</td>"
+        + "".join(f"<td>{_fmt(recall.get(c), 3)}</td>" for c in labels)
+        + "</tr><tr><td class='l'>labels</td>"
+        + "".join(f"<td>{c}</td>" for c in m["label_distribution"])
+        + "</tr><tr><td class='l'>predictions</td>"
+        + "".join(f"<td>{c}</td>" for c in m["prediction_distribution"])
+        + "</tr></table>",
+    ]
+
+
 def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float]]]) -> str:
-    """The page: verdict, counts, metrics per version, accuracy over time, drift per feature, confusion matrix."""
+    """The page: verdict, counts, the task's metrics per version (accuracy over time and the confusion matrix of a
+    classifier; RMSE over time and residuals of a regression model; none for an embedding), drift per input and
+    output. `history` is the task's trend metric (accuracy, RMSE) per version over the last reports."""
     model, window, decision = report["model"], report["window"], report["decision"]
+    kind = (report.get("task") or {}).get("kind", "classification")
     trigger = report.get("trigger") or {}
     if decision["retrain"]:
         verdict = f'<div class="verdict bad">Retraining requested: {escape(trigger.get("outcome", ""))}</div>'
     elif decision.get("alert"):
         outcome = escape((report.get("alert") or {}).get("outcome", ""))
         verdict = f'<div class="verdict bad">Label-free alert (DriftDetected): {outcome}</div>'
+    elif kind not in ("classification", "regression"):
+        state = "findings reported" if decision.get("findings") else "no drift or data-quality findings"
+        verdict = f'<div class="verdict ok">{escape(kind.capitalize())} model, judged without labels: {state}</div>'
     elif report["counts"]["labelled"] < report["policy"]["min_labelled"]:
         verdict = '<div class="verdict warn">Not enough labelled predictions for a decision</div>'
     else:
@@ -222,8 +363,8 @@ def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float
         f"{escape(window['end_iso'])}</title><style>{STYLE}</style></head><body>",
         f"<h1>Model <code>{escape(model)}</code> — evaluation window {escape(window['start_iso'])} → "
         f"{escape(window['end_iso'])}</h1>",
-        f'<div class="muted">window id {escape(window["id"])} · look-back {window["lookback_hours"]} h · '
-        f"generated {escape(report['generated_at'])}</div>",
+        f'<div class="muted">{escape(kind)} model · window id {escape(window["id"])} · look-back '
+        f"{window['lookback_hours']} h · generated {escape(report['generated_at'])}</div>",
         verdict,
         "<ul>" + "".join(f"<li>{escape(r)}</li>" for r in decision["reasons"] + decision.get("findings", [])) + "</ul>",
         "<h2>Counts</h2><table>"
@@ -232,47 +373,28 @@ def render_html(report: dict[str, Any], history: dict[str, list[tuple[str, float
     ]
     out.extend(_canary_html(report.get("canary")))
     versions = report["versions"]
-    rows = [
-        "<tr><th class='l'>version</th><th>predictions</th><th>labelled</th><th>accuracy</th><th>macro-F1</th>"
-        "<th>log loss</th><th>ECE</th><th>validation acc.</th><th>drifted features</th><th>prediction PSI</th></tr>"
-    ]
-    for v, g in versions.items():
-        m = g["metrics"]
-        rows.append(
-            f"<tr><td class='l'>{escape(v)}</td><td>{g['predictions']}</td><td>{g['labelled']}</td>"
-            f"<td>{_fmt(m.get('accuracy'))}</td><td>{_fmt(m.get('macro_f1'))}</td><td>{_fmt(m.get('log_loss'))}</td>"
-            f"<td>{_fmt(m.get('ece'))}</td><td>{_fmt(g.get('baseline_accuracy'))}</td>"
-            f"<td>{len(g['drift']['drifted_features'])} / {len(g['drift']['features'])} "
-            f"({g['drift']['drifted_share']:.0%})</td><td>{_fmt(g['prediction_drift']['psi'])}</td></tr>"
-        )
-    out.append("<h2>Metrics per model version</h2><table>" + "".join(rows) + "</table>")
-    current = versions.get(report.get("decided_on_version", ""), {})
-    refs = {"floor": report["policy"].get("accuracy_floor"), "validation": current.get("baseline_accuracy")}
-    out.append(line_chart(history, "Accuracy per evaluation window and model version", refs))
+    out.append(_metrics_table(kind, versions))
+    if kind == "classification":
+        current = versions.get(report.get("decided_on_version", ""), {})
+        refs = {"floor": report["policy"].get("accuracy_floor"), "validation": current.get("baseline_accuracy")}
+        out.append(line_chart(history, "Accuracy per evaluation window and model version", refs))
+    elif kind == "regression":
+        current = versions.get(report.get("decided_on_version", ""), {})
+        refs = {
+            "packaged": (current.get("baseline_metrics") or {}).get("rmse"),
+            "ceiling": report["policy"].get("max_rmse"),
+        }
+        out.append(line_chart(history, "RMSE per evaluation window and model version", refs, unit=False))
     out.extend(_quality_html(versions))
     out.extend(_edge_html(report.get("edge")))
     for v, g in versions.items():
-        out.append(f"<h2>Version {escape(v)}: data drift per feature</h2>")
-        if not g["drift"]["judged"]:
-            out.append(f'<p class="muted">only {g["drift"]["rows"]} served rows: drift not judged</p>')
-        out.append(bar_chart(g["drift"]["features"], "psi", "PSI vs training histogram"))
-        out.append(bar_chart(g["drift"]["features"], "js", "Jensen-Shannon distance vs training histogram"))
-        m = g["metrics"]
-        if m.get("confusion_matrix") and g["labelled"]:
-            out.append(f"<h2>Version {escape(v)}: confusion matrix ({g['labelled']} labelled)</h2>")
-            out.append(confusion_svg(m["confusion_matrix"], report["labels"]))
-            recall = m.get("per_class_recall", {})
-            out.append(
-                "<table><tr><th class='l'>class</th>"
-                + "".join(f"<th>{escape(c)}</th>" for c in report["labels"])
-                + "</tr><tr><td class='l'>recall</td>"
-                + "".join(f"<td>{_fmt(recall.get(c), 3)}</td>" for c in report["labels"])
-                + "</tr><tr><td class='l'>labels</td>"
-                + "".join(f"<td>{c}</td>" for c in m["label_distribution"])
-                + "</tr><tr><td class='l'>predictions</td>"
-                + "".join(f"<td>{c}</td>" for c in m["prediction_distribution"])
-                + "</tr></table>"
-            )
+        if kind == "regression":
+            out.extend(_regression_html(v, g))
+        out.extend(_drift_html(v, g["drift"]))
+        if kind == "classification":
+            out.extend(_confusion_html(v, g, report["labels"]))
+        else:
+            out.extend(_output_drift_html(v, g["prediction_drift"]))
     out.append(
         "<h2>Decision inputs and policy</h2><table>"
         + "".join(f'<tr><th class="l">{escape(k)}</th><td>{_fmt(v)}</td></tr>' for k, v in decision["checks"].items())

@@ -371,7 +371,7 @@ LABEL: Schema = {
     "additionalProperties": False,
     "properties": {
         "key": {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "integer"}]},
-        "label": {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "integer"}]},
+        "label": {"anyOf": [{"type": "string", "pattern": r"\S"}, {"type": "number"}]},
     },
 }
 _LABEL_LIST: Schema = {"type": "array", "minItems": 1, "maxItems": MAX_LABELS, "items": LABEL}
