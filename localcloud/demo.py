@@ -498,7 +498,10 @@ def own_model(demo: Demo, state_dir: Path) -> None:
                 time.sleep(0.5)
                 job = http(Api.of(lc), "GET", "/v1/batch/jobs/diabetes.csv")[1]
             expect(job.get("state") == "SUCCEEDED", f"job: {job}")
-            done = json.loads(s3.get_object(Bucket=bucket, Key="results/diabetes.csv/_SUCCESS")["Body"].read())
+            # The state turns SUCCEEDED a moment before the run's manifest is written.
+            marker = "results/diabetes.csv/_SUCCESS"
+            s3.get_waiter("object_exists").wait(Bucket=bucket, Key=marker, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+            done = json.loads(s3.get_object(Bucket=bucket, Key=marker)["Body"].read())
             out_rows = [
                 json.loads(line)
                 for uri in done["output"]["parts"]
