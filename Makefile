@@ -134,8 +134,8 @@ demo: venv train-venv $(MODEL_FILES) ## the end-to-end story on the embedded def
 	$(BIN)/python -m localcloud.demo
 
 # Micro-benchmarks run in BENCH_PROCESSES fresh processes (default 5) and report medians with min/max; the cold start
-# builds the runtime layer into bench/.cache once when there is no `sam build` output.
-bench: venv $(MODEL_FILES) ## run every benchmark in bench/: bench/results.json + the table bench/results.md (printed)
+# builds the runtime layer into bench/.cache once when there is no `sam build` output; packaging runs in .venv-train.
+bench: venv train-venv $(MODEL_FILES) ## run every benchmark in bench/: bench/results.json + the table bench/results.md (printed)
 	$(BIN)/python bench/run_all.py
 
 projection: venv $(MODEL_FILES) ## AWS wall time and cost of 10 M/100 M/1 B rows (PROJECTION_ARGS="--concurrency 100")

@@ -277,6 +277,24 @@ def _projection(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _packaging(r: dict[str, Any]) -> list[Row]:
+    base = r["import_tensorflow_s"]
+    what = {"diabetes": "regression SavedModel, 442 CSV rows", "two_input": "two-input .keras, 600 rows"}
+    rows = []
+    for name, m in r["models"].items():
+        wall, seconds = (m.get("spread") or {}).get("wall_s"), m["packager_seconds"]
+        rows.append(
+            Row(
+                f"packaging a small model: {name} ({what.get(name, m['quantization'])}), fresh process",
+                f"{m['wall_s']:.1f} s{_spread(wall, 1, ' s')}; past the TF import "
+                f"({seconds['import_tensorflow']:.1f} s) {m['beyond_tf_import_s']:.1f} s, conversion "
+                f"{seconds['convert']:.1f} s of it",
+                f"a bare `import tensorflow`: {base:.1f} s ({m['ratio_vs_import_tensorflow']}×)",
+            )
+        )
+    return rows
+
+
 SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("cold_start", "cold start", _cold),
     ("warm", "warm latency", _warm),
@@ -286,6 +304,7 @@ SECTIONS: list[tuple[str, str, Callable[[dict[str, Any]], list[Row]]]] = [
     ("artifacts", "artifact sizes", _artifacts),
     ("two_phase", "two-phase prediction", _two_phase),
     ("load", "load test", _load),
+    ("packaging", "packaging time", _packaging),
 ]
 
 

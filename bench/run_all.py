@@ -24,6 +24,7 @@ ORDER = [
     "batch.py",
     "two_phase.py",
     "load.py",
+    "packaging.py",
 ]
 
 

@@ -10,6 +10,8 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from localcloud.auth import bearer
+from localcloud.checkout import copy_checkout
 from localcloud.cloud import LocalCloud
 
 REPO = Path(__file__).resolve().parents[1]
@@ -465,6 +468,95 @@ def two_phase(demo: Demo, lc: LocalCloud, x: Any, y: Any) -> None:
         notes.append(", ".join(f"{k} {v}" for k, v in summary.items() if not isinstance(v, dict | list))[:200])
 
 
+def own_model(demo: Demo, state_dir: Path) -> None:
+    """Bring your own model, after the digits story: the diabetes example (examples/diabetes: regression on named CSV
+    columns) trained and packaged by `liteserve-model package` in .venv-train, served by a local cloud on a copy of
+    the checkout whose model layer holds it (the original stays untouched), answering both protocols and a batch file.
+    """
+    import numpy as np
+
+    work = state_dir / "own-model"
+    shutil.rmtree(work, ignore_errors=True)
+    src, repo = work / "src", work / "checkout"
+    train = str(REPO / ".venv-train" / "bin" / "python")
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{SHARED}", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    with demo.step("your own model: train examples/diabetes, then `liteserve-model package` it (.venv-train)") as notes:
+        subprocess.run([train, str(REPO / "examples" / "diabetes" / "train.py"), str(src)], env=env, check=True)
+        copy_checkout(REPO, repo, ["template.yaml", "layers/model"])
+        t0 = time.perf_counter()
+        args = [src / "saved_model", "--data", src / "data.csv", "--label-field", "target", "--name", "diabetes"]
+        cmd = [train, "-m", "liteserve_dev", "package", *map(str, args), "--out", str(repo / "layers/model/models")]
+        proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+        expect(proc.returncode == 0, (proc.stderr.strip().splitlines() or ["no output"])[-1])
+        summary = json.loads(proc.stdout.strip().splitlines()[-1])
+        fid, mae = summary["fidelity"], summary["metrics"]
+        notes.append(
+            f"packaged in {time.perf_counter() - t0:.1f} s: {summary['quantization']}, {summary['size_bytes']} B"
+        )
+        notes.append(f"max |Δ| vs source {fid['max_abs_error']:.2f}; MAE float {mae['float']['mae']:.1f}, int8 "
+                     f"{mae['int8']['mae']:.1f}")  # fmt: skip
+    if not demo.results[-1][1]:
+        return
+    lines = (src / "batch.csv").read_text().splitlines()
+    keys = [line.split(",", 1)[0] for line in lines[1:]]
+    rows = np.array([[float(v) for v in line.split(",")[1:]] for line in lines[1:]], dtype=np.float32)
+    ref = dict(line.split(",") for line in (src / "reference.csv").read_text().splitlines()[1:])
+    bound = fid["max_abs_error"] + 1e-3
+    with contextlib.ExitStack() as stack:
+        with demo.step("your own model: a local cloud serving it; TF Serving and V2, keyed, vs the source") as notes:
+            lc = LocalCloud(
+                repo / "template.yaml", state_dir=work / "localcloud", api_port=0, moto_port=0, schedules=False
+            )
+            stack.callback(lc.stop)
+            lc.start()
+            body = {"instances": [{"key": k, "features": r.tolist()} for k, r in zip(keys[:5], rows[:5], strict=True)]}
+            status, out = http(Api.of(lc), "POST", "/v1/models/diabetes:predict", json.dumps(body))
+            expect(status == 200, f"{status} {out}")
+            got = {p["key"]: p["output_0"][0] for p in out["predictions"]}
+            body = {
+                "inputs": [
+                    {"name": "key", "shape": [5], "datatype": "BYTES", "data": keys[5:10]},
+                    {"name": "features", "shape": [5, 10], "datatype": "FP32", "data": rows[5:10].ravel().tolist()},
+                ]
+            }
+            status, out = http(Api.of(lc), "POST", "/v2/models/diabetes/infer", json.dumps(body))
+            expect(status == 200, f"{status} {out}")
+            tensors = {t["name"]: t["data"] for t in out["outputs"]}
+            got |= dict(zip(tensors["key"], tensors["output_0"], strict=True))
+            worst = max(abs(v - float(ref[k])) for k, v in got.items())
+            expect(sorted(got) == keys[:10] and worst <= bound, f"answers {got}, worst |Δ| {worst}")
+            for k in keys[:3]:
+                print(f"      {k}: served {got[k]:.2f}, source model {float(ref[k]):.2f}")
+            notes.append(f"10 keyed answers (5 per protocol) within {worst:.2f} of the source (bound {bound:.2f})")
+        if not demo.results[-1][1]:
+            return
+        with demo.step("your own model: batch file incoming/diabetes.csv (442 keyed rows, named columns)") as notes:
+            s3, bucket = lc.client("s3"), lc.name("DataBucket")
+            s3.put_object(
+                Bucket=bucket,
+                Key="incoming/diabetes.csv",
+                Body=(src / "batch.csv").read_bytes(),
+                Metadata={"model": "diabetes"},
+            )
+            deadline, job = time.monotonic() + 180, {}
+            while job.get("state") not in ("SUCCEEDED", "FAILED") and time.monotonic() < deadline:
+                time.sleep(0.5)
+                job = http(Api.of(lc), "GET", "/v1/batch/jobs/diabetes.csv")[1]
+            expect(job.get("state") == "SUCCEEDED", f"job: {job}")
+            # The state turns SUCCEEDED a moment before the run's manifest is written.
+            marker = "results/diabetes.csv/_SUCCESS"
+            s3.get_waiter("object_exists").wait(Bucket=bucket, Key=marker, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+            done = json.loads(s3.get_object(Bucket=bucket, Key=marker)["Body"].read())
+            out_rows = [
+                json.loads(line)
+                for uri in done["output"]["parts"]
+                for line in s3.get_object(Bucket=bucket, Key=uri.removeprefix(f"s3://{bucket}/"))["Body"].iter_lines()
+            ]
+            worst = max(abs(r["output_0"][0] - float(ref[r["key"]])) for r in out_rows)
+            expect(sorted(r["key"] for r in out_rows) == sorted(keys) and worst <= bound, f"worst |Δ| {worst}")
+            notes.append(f"{len(out_rows)} rows in {job['timings']['elapsed_s']} s, within {worst:.2f} of the source")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Start a fresh local cloud, run the steps, stop everything."""
     p = argparse.ArgumentParser(prog="python -m localcloud.demo", description=__doc__)
@@ -497,6 +589,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         lc.stop()
         print("\nlocal cloud stopped")
+    own_model(demo, Path(args.state_dir))
     return demo.summary()
 
 

@@ -3,17 +3,16 @@
     python -m tests.packaging_models OUT_DIR
 
 writes, under OUT_DIR:
-- two_input/: `model.keras` (a classifier with an image input [n, 8, 8, 1] and a flat `meta` input [n, 3], dict output
-  `probabilities`), `data.npz` (image, meta, label) and `reference.npz` (the Keras model's probabilities);
-- diabetes/: `saved_model/` (a regression MLP on scikit-learn's diabetes data, input `features` [n, 10]) and
-  `data.csv` (the ten named columns + `target`);
+- two_input/ and diabetes/: the user-facing examples (examples/two_input/train.py, examples/diabetes/train.py: a
+  classifier with an image input [n, 8, 8, 1] and a flat `meta` input [n, 3]; a regression MLP on scikit-learn's
+  diabetes data read from named CSV columns), exactly as a user makes them;
 - scalar/: `saved_model/` (a tf.Module with its own variables, input `x` [n], output `y`) and `data.jsonl`;
 - two_signatures/: `saved_model/` (ExportArchive) and `module/` (tf.Module), each with `serving_default` -> score and
   `hidden` -> h, and `data.npz`;
 - float_tflite/: `model.tflite` (the diabetes MLP converted to float TF Lite elsewhere) and `data.npz`.
 
-`retrain_diabetes` is the diabetes model's retraining entry point (the retraining contract,
-`liteserve_dev.retraining`): `--retrain tests.packaging_models:retrain_diabetes`.
+The diabetes example's retraining entry point (the retraining contract, `liteserve_dev.retraining`) is
+`examples.diabetes.train:retrain`.
 """
 
 from __future__ import annotations
@@ -30,71 +29,8 @@ import numpy as np
 import tensorflow as tf
 from sklearn.datasets import load_diabetes
 
-from liteserve_dev.retraining import RetrainInput
-
-
-def two_input(out: Path) -> None:
-    """A classifier reading an 8x8 one-channel image and three numbers; the class depends on both."""
-    rng = np.random.default_rng(1)
-    n = 600
-    top_bright = rng.random(n) < 0.5
-    image = rng.random((n, 8, 8, 1), dtype=np.float32) * 0.6
-    image[top_bright, :4] += 0.4
-    image[~top_bright, 4:] += 0.4
-    meta = rng.normal(size=(n, 3)).astype(np.float32)
-    meta[:, 0] += np.where(rng.random(n) < 0.5, 1.5, -1.5)
-    label = top_bright.astype(np.int64) + (meta[:, 0] > 0).astype(np.int64)
-    keras.utils.set_random_seed(1)
-    img_in = keras.Input(shape=(8, 8, 1), name="image")
-    meta_in = keras.Input(shape=(3,), name="meta")
-    h = keras.layers.Conv2D(4, 3, activation="relu")(img_in)
-    h = keras.layers.Flatten()(h)
-    h = keras.layers.Concatenate()([h, meta_in])
-    h = keras.layers.Dense(16, activation="relu")(h)
-    probs = keras.layers.Dense(3, activation="softmax")(h)
-    model = keras.Model({"image": img_in, "meta": meta_in}, {"probabilities": probs})
-    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss={"probabilities": "sparse_categorical_crossentropy"})
-    model.fit({"image": image, "meta": meta}, {"probabilities": label}, epochs=15, batch_size=32, verbose=0)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save(out / "model.keras")
-    np.savez(out / "data.npz", image=image, meta=meta, label=label)
-    ref = model.predict({"image": image, "meta": meta}, verbose=0)["probabilities"]
-    np.savez(out / "reference.npz", probabilities=ref)
-
-
-def fit_diabetes(x: np.ndarray, y: np.ndarray) -> keras.Model:
-    """The diabetes regression MLP (input `features` [n, 10] -> one score), seeded, trained on (x, y)."""
-    keras.utils.set_random_seed(2)
-    inp = keras.Input(shape=(x.shape[1],), name="features")
-    h = keras.layers.Dense(32, activation="relu")(inp)
-    h = keras.layers.Dense(16, activation="relu")(h)
-    score = keras.layers.Dense(1)(h)
-    model = keras.Model(inp, score)
-    model.compile(optimizer=keras.optimizers.Adam(2e-2), loss="mse")
-    model.fit(x, y, epochs=60, batch_size=32, verbose=0)
-    return model
-
-
-def retrain_diabetes(job: RetrainInput) -> keras.Model:
-    """Retraining entry point: the same MLP on the training rows followed by the window's labelled rows."""
-    x = np.concatenate([job.training.inputs["features"], job.recent.inputs["features"]])
-    y = np.concatenate([job.training.labels, job.recent.labels]).astype(np.float32)
-    return fit_diabetes(x, y)
-
-
-def diabetes(out: Path) -> keras.Model:
-    """A regression MLP on the diabetes data (ten named, scaled columns; target 25..346)."""
-    bunch = load_diabetes()
-    x = np.asarray(bunch.data, dtype=np.float32)
-    y = np.asarray(bunch.target, dtype=np.float32)
-    model = fit_diabetes(x, y)
-    out.mkdir(parents=True, exist_ok=True)
-    model.export(str(out / "saved_model"), format="tf_saved_model", verbose=False)
-    with (out / "data.csv").open("w") as f:
-        f.write(",".join([*bunch.feature_names, "target"]) + "\n")
-        for row, t in zip(x, y, strict=True):
-            f.write(",".join(f"{v:.6f}" for v in row) + f",{t:g}\n")
-    return model
+from examples.diabetes.train import make as diabetes
+from examples.two_input.train import make as two_input
 
 
 class Scalar(tf.Module):

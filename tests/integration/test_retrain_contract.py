@@ -1,6 +1,6 @@
 """The retraining contract on a model made outside the digits code: the diabetes regression MLP of
 tests/packaging_models.py is packaged with `liteserve-model package ... --retrain
-tests.packaging_models:retrain_diabetes --retrain-data s3://...`, its batch predictions are labelled with shifted
+examples.diabetes.train:retrain --retrain-data s3://...`, its batch predictions are labelled with shifted
 targets (concept drift), and `python -m training.retrain` (a subprocess of the TensorFlow venv against a moto server
 over HTTP, as the build runs it) retrains it through its entry point into a registry candidate packaged like the
 original."""
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET, TABLE = "liteserve-contract-data", "liteserve-contract-labels"
 DATA_KEY = "training/diabetes/data.csv"
-ENTRY_POINT = "tests.packaging_models:retrain_diabetes"
+ENTRY_POINT = "examples.diabetes.train:retrain"
 SHIFT = 100.0  # recent targets run this much above the training data's
 WINDOW_END = 1_794_441_600.0  # 2026-11-17T00:00:00Z
 ENV = {"PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'shared' / 'python'}", "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -188,3 +188,19 @@ def test_spread_over_processes_shows_next_to_the_medians():
     start = found["cold start: import handler, load models, answer 1 request"]
     assert start[1] == "0.414 s = 1.38× raw (median of 11; 0.400–0.500 s; ratio per round 1.2–1.6×)"
     assert start[2].startswith("raw interpreter on the same Lambda-shaped path loading the same models: 0.300 s")
+
+
+def test_packaging_rows_show_the_time_next_to_a_bare_tensorflow_import():
+    model = {
+        "wall_s": 7.2,
+        "ratio_vs_import_tensorflow": 1.6,
+        "packager_seconds": {"import_tensorflow": 4.3, "convert": 0.5, "total": 5.0},
+        "beyond_tf_import_s": 0.7,
+        "size_bytes": 4704,
+        "quantization": "int8 full-integer",
+        "spread": {"wall_s": [6.9, 8.0]},
+    }
+    results = {"packaging": {"rounds": 3, "import_tensorflow_s": 4.5, "models": {"diabetes": model}}}
+    row = by_what(results)["packaging a small model: diabetes (regression SavedModel, 442 CSV rows), fresh process"]
+    assert row[1] == "7.2 s (6.9–8.0 s over the processes); past the TF import (4.3 s) 0.7 s, conversion 0.5 s of it"
+    assert row[2:] == ("a bare `import tensorflow`: 4.5 s (1.6×)", "—", "—")

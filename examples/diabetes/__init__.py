@@ -1,0 +1,1 @@
+"""A regression MLP on scikit-learn's bundled diabetes data, read from named CSV columns."""
