@@ -12,7 +12,10 @@ the function's code is copied without ``__pycache__``, as `sam build` ships it.
 
 Prints JSON: per case the median/min/max wall time over interleaved repeats, the peak RSS, the ratio to the raw
 interpreter (median of the per-round ratios, their min/max, and the ratio of the medians), the phases measured
-inside the child, and what the handler imports beyond the raw interpreter (``python -X importtime``).
+inside the child, and what the handler imports beyond the raw interpreter (``python -X importtime``). Two more
+cases put the goal in context: ``libraries_floor`` (the raw interpreter plus importing orjson and Powertools' Logger
+and Metrics: what the chosen libraries cost before any liteserve code), and the handler against the raw interpreter
+both after what the Lambda runtime's own bootstrap imports before the handler (``*_after_runtime_bootstrap``).
 
 Usage: python bench/cold_start.py [REPEATS]
 """
@@ -100,6 +103,31 @@ with open(sys.argv[2], "w") as f:
     json.dump({"import_s": t1 - t0, "answer_s": t2 - t1, "total_s": t2 - t0,
                "modules": sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())})}, f)
 """
+
+
+# What the python3.11 runtime's bootstrap (awslambdaric) has imported from the standard library before it imports
+# the handler module (its simplejson and runtime_client are not here). Lambda's Init Duration includes them for any
+# function, so a handler pays nothing more for these; the `*_after_runtime_bootstrap` pair runs both children after
+# them. The goal figure stays the bare pair above, which charges them to the handler.
+RUNTIME_BOOTSTRAP = """
+import importlib, json, logging, traceback, decimal, math
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timezone
+from enum import IntEnum
+"""
+
+# What the chosen libraries alone cost on top of the raw interpreter: orjson and Powertools' Logger and Metrics
+# imported and built, nothing of liteserve. No handler using them can start faster than this.
+LIBRARIES_FLOOR = RAW.replace(
+    "from ai_edge_litert.interpreter import Interpreter\n",
+    "from ai_edge_litert.interpreter import Interpreter\n"
+    "import orjson\n"
+    "from aws_lambda_powertools import Logger, Metrics\n"
+    "Logger(), Metrics()\n",
+)
+assert LIBRARIES_FLOOR != RAW
+# Each case's ratio is paired with the raw interpreter run in the same round after the same prelude.
+BASELINE = {"handler_after_runtime_bootstrap": "raw_interpreter_after_runtime_bootstrap"}
 
 
 def runtime_layer() -> Path:
@@ -276,6 +304,9 @@ def main(repeats: int = 15) -> dict:
             "handler": (HANDLER, child_env(path_of["built"])),
             "handler_shared_layer_without_bytecode": (HANDLER, child_env(path_of["sources"])),
             "handler_with_tracer": (HANDLER, child_env(path_of["built"], {"POWERTOOLS_TRACE_DISABLED": "false"})),
+            "libraries_floor": (LIBRARIES_FLOOR, child_env([layer])),
+            "raw_interpreter_after_runtime_bootstrap": (RUNTIME_BOOTSTRAP + RAW, child_env([layer])),
+            "handler_after_runtime_bootstrap": (RUNTIME_BOOTSTRAP + HANDLER, child_env(path_of["built"])),
         }
         out_path = tmp / "out.json"
         # One untimed run each: checks that nothing comes from outside the Lambda-shaped paths, and warms the page
@@ -295,21 +326,21 @@ def main(repeats: int = 15) -> dict:
             for name in ("raw_interpreter", "handler")
         }
     result: dict = {name: _summary(runs) for name, runs in samples.items()}
-    raw = result["raw_interpreter"]
     for name in cases:
-        if name == "raw_interpreter":
+        if name.startswith("raw_interpreter"):
             continue
+        base = BASELINE.get(name, "raw_interpreter")
         # Each round runs every case back to back, so the per-round ratio cancels most of the machine's drift;
         # its median is the figure the goal is judged on (the ratio of the medians is kept next to it).
-        paired = [h["wall_s"] / r["wall_s"] for h, r in zip(samples[name], samples["raw_interpreter"], strict=True)]
+        paired = [h["wall_s"] / r["wall_s"] for h, r in zip(samples[name], samples[base], strict=True)]
         result[name]["init_ratio_vs_raw"] = round(statistics.median(paired), 2)
-        result[name]["init_ratio_of_medians"] = round(result[name]["init_s_median"] / raw["init_s_median"], 2)
+        result[name]["init_ratio_of_medians"] = round(result[name]["init_s_median"] / result[base]["init_s_median"], 2)
         result[name]["init_ratio_per_round"] = {
             "median": round(statistics.median(paired), 2),
             "min": round(min(paired), 2),
             "max": round(max(paired), 2),
         }
-        result[name]["rss_ratio_vs_raw"] = round(result[name]["peak_rss_mb_max"] / raw["peak_rss_mb_max"], 2)
+        result[name]["rss_ratio_vs_raw"] = round(result[name]["peak_rss_mb_max"] / result[base]["peak_rss_mb_max"], 2)
     result["handler_import_costs"] = import_costs(profiles["handler"], profiles["raw_interpreter"])
     result["modules_from_outside_lambda_paths"] = 0  # checked above: any would have stopped the run
     result["runtime_layer"] = str(layer.relative_to(ROOT))
