@@ -105,13 +105,13 @@ with open(sys.argv[2], "w") as f:
 """
 
 
-# What the python3.11 runtime's bootstrap (awslambdaric) has imported from the standard library before it imports
-# the handler module (its simplejson and runtime_client are not here). Lambda's Init Duration includes them for any
-# function, so a handler pays nothing more for these; the `*_after_runtime_bootstrap` pair runs both children after
-# them. The goal figure stays the bare pair above, which charges them to the handler.
+# What the Lambda runtime interface client's bootstrap (awslambdaric: bootstrap.py, lambda_runtime_log_utils.py,
+# lambda_runtime_marshaller.py) imports from the standard library before it imports the handler module; not its
+# simplejson and runtime_client, which are not here, nor the ThreadPoolExecutor newer clients import. Lambda's Init
+# Duration includes them for any function, so a handler pays nothing more for these; the `*_after_runtime_bootstrap`
+# pair runs both children after them. The goal figure stays the bare pair above, which charges them to the handler.
 RUNTIME_BOOTSTRAP = """
 import importlib, json, logging, traceback, decimal, math
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from enum import IntEnum
 """
