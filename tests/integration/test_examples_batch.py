@@ -1,7 +1,6 @@
 """Batch files of the examples whose rows name their inputs, on the local cloud serving the packaged examples (a copy
 of the checkout whose model layer holds them): the two-input model's JSONL (one field per input) and the diabetes
-CSV with its named columns in another order. Both wait for multi-input batch rows (issue 11, part 3): marked strict
-xfail, so they flip to failures to un-mark once that work is merged."""
+CSV with its named columns in another order."""
 
 from __future__ import annotations
 
@@ -23,9 +22,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 TRAIN_PYTHON = ROOT / ".venv-train" / "bin" / "python"
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'shared' / 'python'}", "TF_CPP_MIN_LOG_LEVEL": "3"}
-NEEDS_MULTI_INPUT_ROWS = pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="needs multi-input batch rows (issue-11-serve)"
-)
 
 if not TRAIN_PYTHON.exists():
     pytest.skip("the examples train in .venv-train: run `make train-venv`", allow_module_level=True)
@@ -76,7 +72,6 @@ def fidelity(models: Path, name: str) -> dict:
     return json.loads((models / name / "manifest.json").read_text())["fidelity"]
 
 
-@NEEDS_MULTI_INPUT_ROWS
 def test_two_input_jsonl_one_field_per_input(served) -> None:
     lc, work, models = served
     src = work / "two_input"
@@ -88,7 +83,6 @@ def test_two_input_jsonl_one_field_per_input(served) -> None:
     assert np.abs(got - ref).max() <= bound
 
 
-@NEEDS_MULTI_INPUT_ROWS
 def test_diabetes_csv_columns_in_another_order_map_by_feature_name(served) -> None:
     lc, work, models = served
     src = work / "diabetes"
