@@ -256,7 +256,7 @@ def batch(demo: Demo, lc: LocalCloud, x: Any, y: Any, rows: int = 20_000) -> dic
                     bar = "#" * int(30 * done / total) if total else ""
                     line = f"      [{bar:<30}] {done}/{total or '?'} shards  {job['state']:<10}"
                     print(("\r" + line) if tty else line, end="" if tty else "\n", flush=True)
-                if job["state"] in ("SUCCEEDED", "FAILED"):
+                if job.get("published"):  # ended and its manifest written
                     break
             time.sleep(0.3)
         if tty:
@@ -539,14 +539,11 @@ def own_model(demo: Demo, state_dir: Path) -> None:
                 Metadata={"model": "diabetes"},
             )
             deadline, job = time.monotonic() + 180, {}
-            while job.get("state") not in ("SUCCEEDED", "FAILED") and time.monotonic() < deadline:
+            while not job.get("published") and time.monotonic() < deadline:
                 time.sleep(0.5)
                 job = http(Api.of(lc), "GET", "/v1/batch/jobs/diabetes.csv")[1]
             expect(job.get("state") == "SUCCEEDED", f"job: {job}")
-            # The state turns SUCCEEDED a moment before the run's manifest is written.
-            marker = "results/diabetes.csv/_SUCCESS"
-            s3.get_waiter("object_exists").wait(Bucket=bucket, Key=marker, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
-            done = json.loads(s3.get_object(Bucket=bucket, Key=marker)["Body"].read())
+            done = json.loads(s3.get_object(Bucket=bucket, Key="results/diabetes.csv/_SUCCESS")["Body"].read())
             out_rows = [
                 json.loads(line)
                 for uri in done["output"]["parts"]

@@ -271,3 +271,30 @@ def test_a_source_deleted_while_planned_fails_its_run_with_the_reason(pipeline, 
     summary = pipeline.split("incoming/gone.jsonl")
     assert summary["failed"] == "incoming/gone.jsonl was deleted while it was planned", summary
     assert manifest("gone.jsonl")["state"] == "FAILED"
+
+
+def test_the_status_says_published_only_once_the_manifest_is_out(pipeline, monkeypatch):
+    lines, valid, _ = make_rows(120)
+    put("incoming/p.jsonl", body(lines))
+    pipeline.split("incoming/p.jsonl")
+    messages = drain(pipeline)
+    for m in messages[:-1]:
+        pipeline.run_shard(m)
+    assert pipeline.describe(pipeline.jobs.get("p.jsonl"))["published"] is False  # still running
+
+    put_event = pipeline.bus.put
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the publisher died before its event")
+
+    monkeypatch.setattr(pipeline.bus, "put", crash)
+    with pytest.raises(RuntimeError, match="publisher died"):
+        pipeline.run_shard(messages[-1])
+    status = pipeline.describe(pipeline.jobs.get("p.jsonl"))
+    assert (status["state"], status["published"]) == ("SUCCEEDED", False)  # settled, not yet published
+    monkeypatch.setattr(pipeline.bus, "put", put_event)
+    pipeline.run_shard(messages[-1])  # the redelivered last shard republishes
+    status = pipeline.describe(pipeline.jobs.get("p.jsonl"))
+    assert (status["state"], status["published"]) == ("SUCCEEDED", True)
+    assert "published" not in manifest("p.jsonl")  # the manifest itself is the published thing
+    assert keys_of(outputs("p.jsonl")[0]) == sorted(valid)

@@ -537,7 +537,9 @@ class Pipeline:
 
     def describe(self, job: Job, parts: list[str] | None = None, errors: list[str] | None = None) -> dict[str, Any]:
         """The job as users see it: the status API (its current run), and with `parts`/`errors` the run's
-        `_SUCCESS`/`_FAILED` manifest, which lists exactly the objects of that run."""
+        `_SUCCESS`/`_FAILED` manifest, which lists exactly the objects of that run. The status carries `published`:
+        the state turns SUCCEEDED/FAILED just before the manifest is written, and `published` is true only once it
+        is (and its BatchJobCompleted event is sent)."""
         bucket = f"s3://{self.config.bucket}/"
         prefix = bucket + run_prefix(job.job_id, job.run)
         marker = "_FAILED" if job.state == "FAILED" else "_SUCCESS"
@@ -568,6 +570,7 @@ class Pipeline:
                 "worker_seconds": round(job.worker_seconds, 3),
             },
             "reasons": _reasons(job),
+            **({} if parts is not None else {"published": job.published}),
         }
 
 

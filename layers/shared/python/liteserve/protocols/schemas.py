@@ -486,6 +486,11 @@ BATCH_JOB: Schema = {
             },
         },
         "reasons": {"type": "array", "items": {"type": "string"}},
+        "published": {
+            "type": "boolean",
+            "description": "Status only: true once the run's `_SUCCESS`/`_FAILED` manifest is written (the state "
+            "turns SUCCEEDED/FAILED just before).",
+        },
     },
 }
 CACHED_PREDICTION: Schema = {
