@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from liteserve.times import iso
 from scipy.optimize import OptimizeWarning, curve_fit
 from scipy.stats import linregress
 
@@ -94,11 +95,6 @@ def resolve_cutoff(spec: str | None, t: np.ndarray) -> float:
     if spec.strip().startswith("+"):
         return origin + parse_duration(spec.strip()[1:])
     return parse_time(spec)
-
-
-def iso(epoch: float) -> str:
-    """Epoch seconds as an ISO 8601 UTC string."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _label_index(value: Any, where: str) -> int:
@@ -227,10 +223,7 @@ def load(path: str | Path) -> Rows:
 
 
 def _scenario_module() -> types.ModuleType:
-    """`liteserve.evaluation.scenario` (the shared layer's package, put on the path if it is not yet)."""
-    shared = str(ROOT / "layers" / "shared" / "python")
-    if shared not in sys.path:
-        sys.path.append(shared)
+    """`liteserve.evaluation.scenario`, imported only when rows are generated."""
     from liteserve.evaluation import scenario
 
     return scenario

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from liteserve.evaluation.evaluate import iso, latest_per_key
+from liteserve.evaluation.evaluate import latest_per_key
 from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, hour_path, record_inputs
 from liteserve.runtime import DEFAULT_SIGNATURE
+from liteserve.times import iso
 
 from liteserve_dev.retraining import Rows
 

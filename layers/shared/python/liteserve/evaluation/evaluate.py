@@ -11,7 +11,6 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
@@ -33,6 +32,7 @@ from liteserve.evaluation.task import Task, numeric_label
 from liteserve.manifest import Manifest
 from liteserve.promotion.registry import Registry
 from liteserve.promotion.service import Promoter
+from liteserve.times import iso
 
 logger = logging.getLogger(__name__)
 RESEND_AFTER_S = 900  # a claimed window whose event was never marked sent is re-sent by a later run after this
@@ -66,11 +66,6 @@ class EvaluationConfig:
             align_seconds=int(env.get("LITESERVE_EVAL_ALIGN_SECONDS", 3600)),
             key_field=env.get("LITESERVE_KEY_FIELD", "key"),
         )
-
-
-def iso(epoch: float) -> str:
-    """ISO-8601 UTC with a Z."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

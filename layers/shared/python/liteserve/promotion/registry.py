@@ -14,6 +14,7 @@ from botocore.exceptions import ClientError
 from liteserve.batch.storage import ObjectStore
 from liteserve.evaluation.records import record_inputs
 from liteserve.manifest import Manifest
+from liteserve.times import iso
 
 MODEL_FILES = ("model.tflite", "manifest.json")
 
@@ -21,11 +22,6 @@ MODEL_FILES = ("model.tflite", "manifest.json")
 def prefix(model: str, version: str | None = None) -> str:
     """`models/<name>/` or `models/<name>/<version>/`."""
     return f"models/{model}/" if version is None else f"models/{model}/{version}/"
-
-
-def iso(epoch: float) -> str:
-    """ISO-8601 UTC with a Z."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
 class Registry:
