@@ -1,4 +1,5 @@
-"""``make demo``: the end-to-end story on the embedded default, on a fresh local cloud.
+"""``make demo``: the end-to-end story on the embedded default, on a fresh local cloud (the product's story, told
+from outside the emulator: it drives `localcloud` as a user would).
 
 Each step prints its progress and result; a summary follows; the exit code is 0 only if every step passed.
 Add steps with ``demo.step("title")`` blocks in :func:`run` (each check raises ``StepFailed`` or any exception).
@@ -341,10 +342,6 @@ def drift_traffic(lc: LocalCloud, name: str, x: Any, y: Any, seed: int, chunk: i
     """Keyed V2 requests of drifted digits (`chunk` rows each: the alias picks a version per request), then their
     labels; returns how many rows each model version served."""
     import numpy as np
-
-    # The drift generator is client-side code of the serving package (layers/shared/python), not a handler.
-    if str(SHARED) not in sys.path:
-        sys.path.insert(0, str(SHARED))
     from liteserve.evaluation.scenario import corrupt
 
     drifted = corrupt(np.asarray(x), 0.6, np.random.default_rng(seed), DRIFT_KINDS)
@@ -556,7 +553,7 @@ def own_model(demo: Demo, state_dir: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Start a fresh local cloud, run the steps, stop everything."""
-    p = argparse.ArgumentParser(prog="python -m localcloud.demo", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m liteserve_dev.demo", description=__doc__)
     p.add_argument("--template", default=os.environ.get("LOCALCLOUD_TEMPLATE", str(REPO / "template.yaml")))
     p.add_argument("--state-dir", default=str(REPO / ".localcloud" / "demo"))
     p.add_argument("--api-port", type=int, default=0, help="0 = any free port (default)")
