@@ -8,6 +8,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -166,3 +167,26 @@ def post(cloud: LocalCloud, path: str, body: object) -> tuple[int, dict]:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
+
+
+def infer_served(cloud: LocalCloud, model: str, name: str, keys: list[str], x: Any, chunk: int = 20) -> Counter:
+    """V2 infer of `x` (one FP32 input `name`, rows keyed by `keys`) in requests of `chunk` rows (the `live` alias
+    picks a version per request); returns how many rows each model version served."""
+    served: Counter = Counter()
+    for start in range(0, len(keys), chunk):
+        k, rows = keys[start : start + chunk], x[start : start + chunk]
+        body = {
+            "inputs": [
+                {"name": "key", "datatype": "BYTES", "shape": [len(k)], "data": k},
+                {
+                    "name": name,
+                    "datatype": "FP32",
+                    "shape": [len(k), *rows.shape[1:]],
+                    "data": rows.reshape(-1).tolist(),
+                },
+            ]
+        }
+        status, doc = post(cloud, f"/v2/models/{model}/infer", body)
+        assert status == 200, doc
+        served[doc["model_version"]] += len(k)
+    return served

@@ -1,7 +1,9 @@
 """A user's regression model evaluated by its task on the local cloud: the diabetes MLP (tests/packaging_models.py)
-packaged by `liteserve-model package`, served online and through a batch drop, labelled with numbers by key (one
-label is not a number), then the scheduled evaluation writes a report with MAE / RMSE / R², a residual histogram
-and drift per named feature; shifted traffic makes it request a retraining for its errors and the drifted feature."""
+packaged by `liteserve-model package` (retraining declared: `--retrain examples.diabetes.train:retrain`), served
+online and through a batch drop, labelled with numbers by key (one label is not a number), then the scheduled
+evaluation writes a report with MAE / RMSE / R², a residual histogram and drift per named feature; shifted traffic
+makes it request a retraining for its errors and the drifted feature; shifted targets make it retrain through the
+entry point, the holdout gate compares RMSEs and starts a canary, and the next evaluation promotes it by RMSE."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +20,7 @@ import orjson
 import pytest
 
 from localcloud import LocalCloud
-from tests.integration.conftest import Events, post, project_cloud, wait_for
+from tests.integration.conftest import Events, infer_served, post, project_cloud, wait_for
 from tests.support import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -25,8 +28,18 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TRAIN_PYTHON = ROOT / ".venv-train" / "bin" / "python"
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'shared' / 'python'}", "TF_CPP_MIN_LOG_LEVEL": "3"}
 POLICY = {"min_labelled": 200, "cooldown_hours": 24}
-PARAMETERS = {"RetrainPolicy": json.dumps(POLICY), "AutoRetrain": "false"}
+# Retraining is started by hand here (`localcloud start-build RetrainProject`, as AutoRetrain=false documents) with
+# the request the RetrainRequested rule would pass, so that no other test's event starts a build.
+PARAMETERS = {
+    "RetrainPolicy": json.dumps(POLICY),
+    "AutoRetrain": "false",
+    "CanaryWeight": "0.5",
+    "CanaryMinLabelled": "100",
+    "PromotionMargin": "0.01",
+}
 ONLINE = 300  # of the 442 rows; the rest go through a batch drop
+ENTRY_POINT = "examples.diabetes.train:retrain"
+SHIFT = 100.0  # concept drift: the targets run this much above the training data's
 
 if not TRAIN_PYTHON.exists():
     pytest.skip("packaging with TensorFlow runs in .venv-train: run `make train-venv`", allow_module_level=True)
@@ -60,7 +73,8 @@ def diabetes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray
     make = f"from pathlib import Path; from tests.packaging_models import diabetes; diabetes(Path({str(made)!r}))"
     subprocess.run([str(TRAIN_PYTHON), "-c", make], cwd=ROOT, env=ENV, check=True, timeout=600)
     cmd = [str(TRAIN_PYTHON), "-m", "liteserve_dev", "package", str(made / "saved_model"), "--data",
-           str(made / "data.csv"), "--label-field", "target", "--name", "diabetes", "--out", str(out)]  # fmt: skip
+           str(made / "data.csv"), "--label-field", "target", "--name", "diabetes", "--out", str(out),
+           "--retrain", ENTRY_POINT]  # fmt: skip
     proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = np.loadtxt(made / "data.csv", delimiter=",", skiprows=1)
@@ -122,12 +136,15 @@ def traffic(cloud: LocalCloud, prefix: str, x: np.ndarray) -> dict[str, float]:
     return answers
 
 
-def label_and_evaluate(cloud: LocalCloud, answers: dict[str, float], y: np.ndarray) -> tuple[dict, dict, str]:
-    """POST the targets as numbers (the first key's as text that is not one); fire the evaluation; the model's run
-    summary, its report.json and report.html."""
+def label_and_evaluate(
+    cloud: LocalCloud, answers: dict[str, float], y: np.ndarray, bad_first: bool = True
+) -> tuple[dict, dict, str]:
+    """POST the targets as numbers (with `bad_first`, the first key's as text that is not one); fire the
+    evaluation; the model's run summary, its report.json and report.html."""
     keys = sorted(answers)
     items = [{"key": k, "label": float(v)} for k, v in zip(keys, y, strict=True)]
-    items[0]["label"] = "n/a"
+    if bad_first:
+        items[0]["label"] = "n/a"
     status, doc = post(cloud, "/v1/labels", items)
     assert (status, doc["stored"]) == (200, len(items)), doc
     cloud.wait_idle(timeout=30)
@@ -186,3 +203,72 @@ def test_shifted_traffic_requests_a_retraining_for_its_errors_and_the_drifted_fe
     detail = event["detail"]
     assert detail["task"] == "regression" and detail["metrics"]["rmse"] == version["metrics"]["rmse"]
     assert detail["metrics"]["labelled"] == len(x) - 1 and detail["metrics"]["baseline"]["rmse"] > 0
+
+
+def online(cloud: LocalCloud, prefix: str, x: np.ndarray, y: np.ndarray, chunk: int = 10) -> Counter:
+    """Every row by V2 infer in keyed requests of `chunk` rows (the `live` alias picks a version per request), then
+    the labels; returns how many rows each model version served."""
+    keys = [f"{prefix}-{i:03d}" for i in range(len(x))]
+    served = infer_served(cloud, "diabetes", "features", keys, x, chunk)
+    status, doc = post(cloud, "/v1/labels", [{"key": k, "label": float(v)} for k, v in zip(keys, y, strict=True)])
+    assert (status, doc["stored"]) == (200, len(keys)), doc
+    cloud.flush_logs()
+    cloud.wait_idle(timeout=30)
+    return served
+
+
+def read_json(cloud: LocalCloud, key: str) -> dict:
+    return json.loads(cloud.client("s3").get_object(Bucket=cloud.name("DataBucket"), Key=key)["Body"].read())
+
+
+def test_shifted_targets_retrain_through_the_entry_point_and_the_better_candidate_is_gated_and_promoted(
+    cloud, diabetes
+):
+    """drop -> batch results -> labels -> evaluation (RMSE) -> retraining through the user's entry point (the
+    template's build: `training.retrain`, then `python -m liteserve.promotion gate`) -> canary -> promotion."""
+    events = Events(cloud)
+    _, x, y = diabetes
+    answers = traffic(cloud, "concept", x)  # 300 online, 142 through a batch drop
+    result, report, _ = label_and_evaluate(cloud, answers, y + SHIFT, bad_first=False)
+    v1_rmse = report["versions"]["1"]["metrics"]["rmse"]
+    assert result["retrain"] is True and result["trigger"] == "claimed", result
+    [event] = wait_for(events.drain, timeout=10)
+    d = event["detail"]
+    request = {"model": d["model"], "version": d["version"], "window": d["window"], "report": d["report"]}
+    # The RetrainRequested rule's override, plus fewer labelled rows than the default 500: the dataset has 442.
+    build = cloud.start_build(
+        "RetrainProject", {"RETRAIN_REQUEST": json.dumps(request), "LITESERVE_RETRAIN_MIN_LABELLED": "200"}
+    )
+    assert build["status"] == "SUCCEEDED", Path(build["log"]).read_text()[-4000:]
+
+    # The gate scored both versions on the candidate's holdout by RMSE and started a canary.
+    manifest = read_json(cloud, "models/diabetes/2/manifest.json")
+    assert manifest["lineage"]["entry_point"] == ENTRY_POINT and manifest["task"]["kind"] == "regression"
+    [gate] = [e for e in read_json(cloud, "models/diabetes/2/promotion.json")["events"] if e["step"] == "gate"]
+    n = gate["numbers"]
+    print(json.dumps({"gate": {k: n[k] for k in ("live_rmse", "candidate_rmse", "gain")}, "v1_rmse": v1_rmse}))
+    assert gate["action"] == "canary", gate
+    assert (n["task"], n["metric"], n["live_model_version"]) == ("regression", "rmse", "1")
+    assert n["holdout_rows"] == manifest["lineage"]["rows"]["holdout"] > 0
+    assert n["candidate_rmse"] < 0.85 * n["live_rmse"] and n["gain"] >= n["margin"] == 0.01
+    assert n["holdout"]["live"]["rmse"] == n["live_rmse"] and n["holdout"]["candidate"]["n"] == n["holdout_rows"]
+    # The holdout is the window's own rows: v1's RMSE there is of the size the evaluation measured on all of them.
+    assert n["live_rmse"] == pytest.approx(v1_rmse, rel=0.25)
+    live = read_json(cloud, "models/diabetes/live.json")
+    assert live["canary"]["model_version"] == "2" and live["primary"]["model_version"] == "1", live
+
+    # The canary serves about half of the traffic; the next evaluation compares RMSEs since it started: promote.
+    served = online(cloud, "canary", x, y + SHIFT)
+    assert set(served) == {"1", "2"} and served["2"] >= 100, served
+    [summary] = cloud.fire_schedule("EvaluateFunction")
+    canary = summary["models"]["diabetes"]["canary"]
+    assert (canary["task"], canary["metric"]) == ("regression", "rmse")
+    verdict = canary["verdict"]
+    print(json.dumps({"served": served, "canary_review": verdict["numbers"], "int8_vs_float": manifest["metrics"]}))
+    assert verdict["action"] == "promote", canary
+    since = canary["since_canary"]
+    assert verdict["numbers"]["canary_rmse"] == since["2"]["rmse"] < since["1"]["rmse"]
+    assert verdict["numbers"]["canary_labelled"] == served["2"]
+    live = read_json(cloud, "models/diabetes/live.json")
+    assert live["primary"]["model_version"] == "2" and live["canary"] is None, live
+    assert online(cloud, "after", x[:50], y[:50] + SHIFT) == {"2": 50}

@@ -22,7 +22,7 @@ from liteserve.promotion.service import Promoter, PromotionConfig
 
 from localcloud import LocalCloud
 from localcloud.metrics import from_logs
-from tests.integration.conftest import Events, post, project_cloud, wait_for
+from tests.integration.conftest import Events, infer_served, post, project_cloud, wait_for
 from tests.integration.test_batch import drop, finished, results
 
 pytestmark = pytest.mark.integration
@@ -80,19 +80,7 @@ def promoter(cloud: LocalCloud) -> Iterator[Promoter]:
 def infer(cloud: LocalCloud, keys: list[str], x: np.ndarray, chunk: int = 20) -> Counter:
     """V2 infer in requests of `chunk` keyed rows (the alias picks a version per request); returns how many rows
     each model version served."""
-    served: Counter = Counter()
-    for start in range(0, len(keys), chunk):
-        k, rows = keys[start : start + chunk], x[start : start + chunk]
-        body = {
-            "inputs": [
-                {"name": "key", "datatype": "BYTES", "shape": [len(k)], "data": k},
-                {"name": "x", "datatype": "FP32", "shape": [len(k), 64], "data": rows.reshape(-1).tolist()},
-            ]
-        }
-        status, doc = post(cloud, "/v2/models/digits/infer", body)
-        assert status == 200, doc
-        served[doc["model_version"]] += len(k)
-    return served
+    return infer_served(cloud, "digits", "x", keys, x, chunk)
 
 
 def traffic(cloud: LocalCloud, data: tuple, name: str, n: int, severity: float, seed: int) -> Counter:

@@ -223,3 +223,97 @@ def test_cli_pull_writes_a_checked_model_folder_and_refuses_a_tampered_one(world
     assert sorted(p.name for p in (tmp_path / "ok").iterdir()) == ["digits"]  # no temporary folder left behind
     assert main(["promote", "--model", "digits", "--version", "7"]) == 1  # no such function: AWS's error, no traceback
     assert "ResourceNotFound" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- by task: regression (RMSE), embedding (not judged)
+REG_METRICS = {"float": {"mae": 40.0, "rmse": 50.0, "r2": 0.5}, "int8": {"mae": 40.5, "rmse": 50.5, "r2": 0.49}}
+REG_FIDELITY = {"regression": {"max_rel_error": 0.02, "mean_rel_error": 0.005}, "bounds": {"max_rel_error": 0.05}}
+
+
+def reg_gate(live: float, cand: float, metrics=REG_METRICS, fidelity=REG_FIDELITY, policy=POLICY, **kw):
+    return gate(live, cand, 88, metrics, True, policy, task="regression", fidelity=fidelity, **kw)
+
+
+def test_regression_gate_needs_a_relative_rmse_improvement_of_the_margin() -> None:
+    better = reg_gate(60.0, 50.0)
+    assert better.action == "canary", better.reasons
+    assert better.numbers["task"] == "regression" and better.numbers["metric"] == "rmse"
+    assert (better.numbers["live_rmse"], better.numbers["candidate_rmse"]) == (60.0, 50.0)
+    assert better.numbers["gain"] == pytest.approx(1 / 6) and "below live" in better.reasons[0]
+    # margin 0.01: 0.5 % lower is not enough, 1.5 % lower is (the margin is a share of the live RMSE, not points)
+    small = reg_gate(100.0, 99.5)
+    assert small.action == "reject" and small.numbers["gain"] == pytest.approx(0.005)
+    assert "margin 1.00%" in small.reasons[0] and "+0.50%" in small.reasons[0]
+    assert reg_gate(100.0, 98.5).action == "canary"
+    worse = reg_gate(50.0, 60.0)
+    assert worse.action == "reject" and worse.numbers["gain"] == pytest.approx(-0.2)
+    assert reg_gate(0.0, 0.0).action == "reject"  # a perfect live model cannot be beaten
+
+
+def test_regression_gate_rechecks_the_packaged_int8_fidelity() -> None:
+    loose = {**REG_FIDELITY, "regression": {"max_rel_error": 0.08}}
+    far = reg_gate(60.0, 50.0, fidelity=loose)
+    assert far.action == "reject" and far.reasons == ["int8/float max relative score error 0.0800 > 0.05"]
+    assert reg_gate(60.0, 50.0, fidelity=loose, max_rel_error=0.1).action == "canary"  # the live model's bound
+    lossy = {"float": {"rmse": 50.0}, "int8": {"rmse": 53.0}}
+    assert "int8 rmse 53.0000 is more than 5% above float 50.0000" in reg_gate(60.0, 50.0, metrics=lossy).reasons
+    bare = reg_gate(60.0, 50.0, metrics=GOOD_METRICS, fidelity={})  # a classifier's numbers do not pass
+    assert bare.action == "reject" and len(bare.reasons) == 2
+    assert int8_fidelity(REG_METRICS, "regression", REG_FIDELITY) == (True, [])
+    assert int8_fidelity(REG_METRICS, "regression", {"regression": {"max_rel_error": float("nan")}})[0] is False
+    not_int8 = gate(60.0, 50.0, 88, REG_METRICS, False, POLICY, task="regression", fidelity=REG_FIDELITY)
+    assert not_int8.reasons == ["not every signature of the candidate is int8"]
+
+
+def test_an_embedding_candidate_is_rejected_and_its_canary_left_to_a_person() -> None:
+    verdict = gate(0.0, 0.0, 0, {}, True, POLICY, task="embedding")
+    assert verdict.action == "reject" and "no labelled metric" in verdict.reasons[0]
+    review = review_canary({"labelled": 500}, {"labelled": 500}, POLICY, task="embedding")
+    assert review.action == "wait" and "no labelled metric" in review.reasons[0]
+    assert review.numbers["task"] == "embedding" and review.numbers["metric"] is None
+
+
+def test_regression_canary_review_by_rmse_with_a_relative_tolerance() -> None:
+    policy = PromotionPolicy(canary_min_labelled=50, canary_tolerance=0.05)
+
+    def review(primary_rmse: float | None, canary_rmse: float | None, canary_n: int = 60):
+        primary = {"labelled": 300, "rmse": primary_rmse, "accuracy": None}
+        return review_canary(primary, {"labelled": canary_n, "rmse": canary_rmse}, policy, task="regression")
+
+    assert review(50.0, 40.0, canary_n=10).action == "wait"
+    good = review(50.0, 40.0)
+    assert good.action == "promote" and good.numbers["canary_rmse"] == 40.0 and good.numbers["primary_rmse"] == 50.0
+    assert good.numbers["metric"] == "rmse" and good.numbers["gain"] == pytest.approx(0.2)
+    assert review(50.0, 52.0).action == "promote"  # 4 % worse: within the 5 % tolerance
+    bad = review(50.0, 53.0)  # 6 % worse
+    assert bad.action == "rollback" and "rmse 53.0000 trails primary 50.0000 (-6.00%)" in bad.reasons[0]
+    assert review(None, 53.0).action == "promote"  # no primary numbers since the canary started: judged alone
+    assert review(50.0, None).action == "wait"
+    # a classifier's numbers are still read as accuracy, and a regression's accuracy (None) is never used
+    assert review_canary({"labelled": 300, "accuracy": 0.9}, {"labelled": 60, "accuracy": 0.8}, policy).action == (
+        "rollback"
+    )
+
+
+def test_an_embedding_candidate_is_rejected_by_the_gate_without_deploying(world) -> None:
+    promoter, deployer, registry = world
+    manifest = json.loads(registry.store.read("models/digits/2/manifest.json"))
+    manifest["task"] = {"kind": "embedding", "signature": "embedding", "embedding": "embedding"}
+    registry.store.put("models/digits/2/manifest.json", json.dumps(manifest).encode())
+    verdict = promoter.gate("digits", "2")
+    assert verdict.action == "reject" and "task 'embedding' has no labelled metric" in verdict.reasons[0]
+    assert deployer.published == [] and registry.live("digits") is None
+    assert registry.events("digits", "2")[0]["numbers"] == {"task": "embedding"}
+
+
+def test_a_running_canary_registered_as_a_regression_is_reviewed_by_rmse(world) -> None:
+    promoter, deployer, registry = world
+    promoter.canary_manual("digits", "2", weight=0.5)
+    manifest = json.loads(registry.store.read("models/digits/2/manifest.json"))
+    manifest["task"] = {"kind": "regression", "signature": "serving_default", "score": "class_id"}
+    registry.store.put("models/digits/2/manifest.json", json.dumps(manifest).encode())
+    worse = {"1": {"labelled": 200, "rmse": 1.0}, "2": {"labelled": 120, "rmse": 1.5}}
+    verdict = promoter.review("digits", worse)
+    assert verdict.action == "rollback" and verdict.numbers["metric"] == "rmse"
+    assert deployer.alias == Routing("1", {})
+    assert registry.events("digits", "2")[-1]["numbers"]["canary_rmse"] == 1.5

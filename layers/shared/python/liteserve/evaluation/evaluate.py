@@ -30,6 +30,7 @@ from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures
 from liteserve.evaluation.report import render_html
 from liteserve.evaluation.task import Task, numeric_label
 from liteserve.manifest import Manifest
+from liteserve.promotion.decide import task_metric
 from liteserve.promotion.registry import Registry
 from liteserve.promotion.service import Promoter
 from liteserve.times import iso
@@ -596,13 +597,16 @@ class Evaluator:
             recent = [r for r in versions.get(v, []) if (r.get("time") or 0) >= since]
             g = evaluate_group(recent, labels, self.reference(model, v, layer), self.policy) if recent else None
             scores[v] = _scores(g) if g else None
-        out: dict[str, Any] = {"running": live["canary"], "since_canary": scores}
+        kind = Task.of(layer).kind
+        metric = task_metric(kind)
+        out: dict[str, Any] = {
+            "running": live["canary"],
+            "task": kind,
+            "metric": metric.name if metric else None,  # what the promoter compares (None: not judged)
+            "since_canary": scores,
+        }
         if self.promoter is None:
             out["verdict"] = {"action": "wait", "reasons": ["no promoter configured (LITESERVE_PREDICT_FUNCTION)"]}
-            return out
-        kind = Task.of(layer).kind
-        if kind != "classification":  # the promoter compares accuracies: a canary of another task is not judged
-            out["verdict"] = {"action": "wait", "reasons": [f"canary review compares accuracy; this is a {kind} model"]}
             return out
         try:
             verdict = self.promoter.review(model, scores)
@@ -650,7 +654,8 @@ def headline(group: dict[str, Any]) -> dict[str, Any]:
 
 
 def _scores(group: dict[str, Any]) -> dict[str, Any]:
-    """labelled + accuracy (what the canary review and the run summary compare), plus a regression's errors."""
+    """labelled + accuracy (what the canary review and the run summary compare), plus a regression's errors (its
+    rmse is what the canary review of a regression compares)."""
     m = group["metrics"]
     out = {"labelled": group["labelled"], "accuracy": m.get("accuracy")}
     if group["task"] == "regression":

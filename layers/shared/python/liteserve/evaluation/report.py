@@ -154,17 +154,17 @@ def _canary_html(canary: dict[str, Any] | None) -> list[str]:
     if not canary:
         return []
     running, verdict = canary["running"], canary.get("verdict") or {}
+    metric = canary.get("metric") or "accuracy"  # the compared metric (reports before `metric` compared accuracy)
     rows = "".join(
         f"<tr><td class='l'>{escape(v)}</td><td>{(s or {}).get('labelled', 0)}</td>"
-        f"<td>{_fmt((s or {}).get('accuracy'))}</td></tr>"
+        f"<td>{_fmt((s or {}).get(metric))}</td></tr>"
         for v, s in canary["since_canary"].items()
     )
     return [
         f"<h2>Canary: version {escape(str(running['model_version']))} at {running['weight']:.0%} of traffic</h2>",
         f"<p><b>{escape(str(verdict.get('action', '')))}</b>: {escape('; '.join(verdict.get('reasons') or []))}</p>",
-        "<table><tr><th class='l'>version (since the canary started)</th><th>labelled</th><th>accuracy</th></tr>"
-        + rows
-        + "</table>",
+        "<table><tr><th class='l'>version (since the canary started)</th><th>labelled</th>"
+        f"<th>{escape(metric)}</th></tr>" + rows + "</table>",
     ]
 
 

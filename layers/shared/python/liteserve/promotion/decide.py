@@ -1,4 +1,5 @@
-"""Pure promotion decisions: the candidate gate and the canary review."""
+"""Pure promotion decisions: the candidate gate and the canary review, by the model's task (a classifier's accuracy,
+a regression's RMSE; a task without a labelled metric is not judged)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,54 @@ import numpy as np
 # candidate written by anything else cannot slip through.
 MAX_INT8_DROP = 0.005
 MIN_INT8_AGREEMENT = 0.99
+# Regression: packaging's default bound on max |Δ score| / mean |source score| (liteserve_dev/packaging/fidelity.py),
+# used when the manifest records none, and how much higher the int8 model's holdout RMSE may be than the float one's.
+MAX_REL_ERROR = 0.05
+MAX_INT8_RMSE_RISE = 0.05
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    """The labelled metric a task's gate and canary review compare."""
+
+    task: str
+    name: str  # the key of the metric in holdout scores and in the evaluator's per-version numbers
+    higher_is_better: bool
+    relative: bool  # margin and tolerance are shares of the baseline's value (an error has the target's scale)
+
+    def gain(self, base: float, new: float) -> float:
+        """How much better `new` is than `base`: a difference of accuracies, a relative reduction of an error."""
+        diff = new - base if self.higher_is_better else base - new
+        return diff / max(base, 1e-12) if self.relative else diff
+
+    def show(self, value: float, signed: bool = True) -> str:
+        """A gain (signed) or a margin as the reasons print it: a share of the baseline, or metric points."""
+        if self.relative:
+            return f"{value:+.2%}" if signed else f"{value:.2%}"
+        return f"{value:+.4f}" if signed else f"{value:g}"
+
+
+TASK_METRICS = {
+    "classification": TaskMetric("classification", "accuracy", higher_is_better=True, relative=False),
+    "regression": TaskMetric("regression", "rmse", higher_is_better=False, relative=True),
+}
+
+
+def task_metric(kind: str) -> TaskMetric | None:
+    """The metric promotion compares for a task kind; None for a task without labelled metrics (embedding)."""
+    return TASK_METRICS.get(kind)
 
 
 @dataclass(frozen=True)
 class PromotionPolicy:
     """Knobs of the gate and the canary (env LITESERVE_PROMOTION_* / LITESERVE_CANARY_*)."""
 
-    margin: float = 0.01  # candidate holdout accuracy must beat the live model's by at least this
+    # The candidate's holdout metric must beat the live model's by at least this: accuracy points for a classifier,
+    # a share of the live RMSE for a regression (0.01: at least 1 % lower).
+    margin: float = 0.01
     canary_weight: float = 0.1  # share of live traffic the candidate gets while it is a canary
     canary_min_labelled: int = 100  # labelled canary predictions before the canary is judged
-    canary_tolerance: float = 0.0  # the canary may trail the primary by at most this accuracy
+    canary_tolerance: float = 0.0  # the canary may trail the primary by at most this (accuracy points, RMSE share)
 
     @classmethod
     def from_env(cls) -> PromotionPolicy:
@@ -63,8 +102,20 @@ def accuracy(class_ids: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.asarray(class_ids) == np.asarray(labels)))
 
 
-def int8_fidelity(manifest_metrics: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Whether the manifest's float-vs-int8 numbers meet the bar; the reasons when they do not."""
+def int8_fidelity(
+    manifest_metrics: dict[str, Any],
+    task: str = "classification",
+    fidelity: dict[str, Any] | None = None,
+    max_rel_error: float = MAX_REL_ERROR,
+) -> tuple[bool, list[str]]:
+    """Whether the manifest's numbers of the int8 model against its float source meet the bar; the reasons when
+    they do not. A classifier: float/int8 accuracy and argmax agreement (`metrics`). A regression: the packaging's
+    largest relative score error (`fidelity.regression.max_rel_error` <= `max_rel_error`) and the int8 holdout
+    RMSE at most MAX_INT8_RMSE_RISE above the float one (`metrics`)."""
+    if task == "regression":
+        return _regression_fidelity(manifest_metrics, fidelity or {}, max_rel_error)
+    if task != "classification":
+        return False, [f"no int8 fidelity check for a {task} model"]
     try:
         f_acc = float(manifest_metrics["float"]["accuracy"])
         q_acc = float(manifest_metrics["int8"]["accuracy"])
@@ -79,60 +130,123 @@ def int8_fidelity(manifest_metrics: dict[str, Any]) -> tuple[bool, list[str]]:
     return not reasons, reasons
 
 
+def _regression_fidelity(
+    manifest_metrics: dict[str, Any], fidelity: dict[str, Any], max_rel_error: float
+) -> tuple[bool, list[str]]:
+    reasons = []
+    try:
+        rel = float(fidelity["regression"]["max_rel_error"])
+    except (KeyError, TypeError, ValueError):
+        reasons.append("the candidate manifest has no regression fidelity numbers (fidelity.regression)")
+    else:
+        if not rel <= max_rel_error:  # `not <=`: a NaN fails too
+            reasons.append(f"int8/float max relative score error {rel:.4f} > {max_rel_error}")
+    try:
+        f_rmse = float(manifest_metrics["float"]["rmse"])
+        q_rmse = float(manifest_metrics["int8"]["rmse"])
+    except (KeyError, TypeError, ValueError):
+        reasons.append("the candidate manifest has no float/int8 rmse metrics")
+    else:
+        if not q_rmse <= f_rmse * (1 + MAX_INT8_RMSE_RISE):
+            reasons.append(f"int8 rmse {q_rmse:.4f} is more than {MAX_INT8_RMSE_RISE:.0%} above float {f_rmse:.4f}")
+    return not reasons, reasons
+
+
+def not_judged(task: str, step: str = "gate") -> list[str]:
+    """Why a model of a task without a labelled metric is neither gated nor judged as a canary."""
+    what = "the gate cannot judge a candidate" if step == "gate" else "the canary is not judged"
+    return [f"a model of task {task!r} has no labelled metric to compare: {what} (canary/promote/rollback by hand)"]
+
+
 def gate(
-    live_accuracy: float,
-    candidate_accuracy: float,
+    live_score: float,
+    candidate_score: float,
     holdout_rows: int,
     manifest_metrics: dict[str, Any],
     all_int8: bool,
     policy: PromotionPolicy,
+    task: str = "classification",
+    fidelity: dict[str, Any] | None = None,
+    max_rel_error: float = MAX_REL_ERROR,
 ) -> Verdict:
-    """`canary` when the candidate beats the live model by the margin on the same holdout and its int8 fidelity
-    holds; otherwise `reject` with every failed condition."""
-    _, reasons = int8_fidelity(manifest_metrics)
+    """`canary` when the candidate beats the live model by the margin on the same holdout by its task's metric
+    (accuracy; RMSE, relative) and its int8 fidelity holds; otherwise `reject` with every failed condition. A task
+    without a labelled metric (embedding) is rejected."""
+    metric = task_metric(task)
+    if metric is None:
+        return Verdict("reject", not_judged(task), {"task": task, "holdout_rows": holdout_rows})
+    _, reasons = int8_fidelity(manifest_metrics, task, fidelity, max_rel_error)
     if not all_int8:
         reasons.append("not every signature of the candidate is int8")
-    gain = candidate_accuracy - live_accuracy
-    if gain < policy.margin:
+    name = metric.name
+    gain = metric.gain(live_score, candidate_score)
+    if not gain >= policy.margin:
         reasons.append(
-            f"holdout accuracy {candidate_accuracy:.4f} vs live {live_accuracy:.4f}: gain {gain:+.4f} < margin "
-            f"{policy.margin}"
+            f"holdout {name} {candidate_score:.4f} vs live {live_score:.4f}: gain {metric.show(gain)} < margin "
+            f"{metric.show(policy.margin, signed=False)}"
         )
     numbers = {
+        "task": task,
+        "metric": name,
         "holdout_rows": holdout_rows,
-        "live_accuracy": live_accuracy,
-        "candidate_accuracy": candidate_accuracy,
+        f"live_{name}": live_score,
+        f"candidate_{name}": candidate_score,
         "gain": gain,
         "margin": policy.margin,
     }
     if reasons:
         return Verdict("reject", reasons, numbers)
-    return Verdict("canary", [f"holdout accuracy {candidate_accuracy:.4f} beats live {live_accuracy:.4f}"], numbers)
+    better = "beats" if metric.higher_is_better else "is below"
+    return Verdict(
+        "canary",
+        [f"holdout {name} {candidate_score:.4f} {better} live {live_score:.4f} (gain {metric.show(gain)})"],
+        numbers,
+    )
 
 
-def review_canary(primary: dict[str, Any] | None, canary: dict[str, Any] | None, policy: PromotionPolicy) -> Verdict:
-    """Judge a canary on predictions both versions served since it started (`{"labelled", "accuracy"}` each):
-    `wait` for enough labelled canary rows, then `promote` unless it trails the primary by more than the tolerance
-    (`rollback`)."""
+def review_canary(
+    primary: dict[str, Any] | None,
+    canary: dict[str, Any] | None,
+    policy: PromotionPolicy,
+    task: str = "classification",
+) -> Verdict:
+    """Judge a canary on predictions both versions served since it started (`{"labelled", <metric>}` each: accuracy
+    of a classifier, rmse of a regression): `wait` for enough labelled canary rows, then `promote` unless it trails
+    the primary by more than the tolerance (`rollback`; a regression's tolerance is a share of the primary's RMSE).
+    A task without a labelled metric waits for a person."""
+    metric = task_metric(task)
     c_n = int((canary or {}).get("labelled") or 0)
     p_n = int((primary or {}).get("labelled") or 0)
     numbers: dict[str, Any] = {
+        "task": task,
+        "metric": metric.name if metric else None,
         "canary_labelled": c_n,
         "primary_labelled": p_n,
         "min_labelled": policy.canary_min_labelled,
         "tolerance": policy.canary_tolerance,
     }
+    if metric is None:
+        return Verdict("wait", not_judged(task, "canary"), numbers)
+    name = metric.name
     if c_n < policy.canary_min_labelled:
         return Verdict("wait", [f"{c_n} labelled canary predictions < {policy.canary_min_labelled}"], numbers)
-    c_acc = float(canary["accuracy"])  # type: ignore[index]
-    numbers["canary_accuracy"] = c_acc
-    if p_n == 0:
+    c_value = (canary or {}).get(name)
+    if c_value is None:
+        return Verdict("wait", [f"no canary {name} among the numbers since the canary started"], numbers)
+    c_value = numbers[f"canary_{name}"] = float(c_value)
+    p_value = (primary or {}).get(name)
+    if p_n == 0 or p_value is None:
         # Weight 100 % or no primary traffic since the canary started: nothing to compare with, judge alone.
         return Verdict("promote", ["no primary predictions since the canary started"], numbers)
-    p_acc = float(primary["accuracy"])  # type: ignore[index]
-    numbers["primary_accuracy"] = p_acc
-    if c_acc + policy.canary_tolerance < p_acc:
+    p_value = numbers[f"primary_{name}"] = float(p_value)
+    gain = numbers["gain"] = metric.gain(p_value, c_value)
+    if gain < -policy.canary_tolerance:
         return Verdict(
-            "rollback", [f"canary accuracy {c_acc:.4f} trails primary {p_acc:.4f} by more than the tolerance"], numbers
+            "rollback",
+            [
+                f"canary {name} {c_value:.4f} trails primary {p_value:.4f} ({metric.show(gain)}) by more than the "
+                f"tolerance {metric.show(policy.canary_tolerance, signed=False)}"
+            ],
+            numbers,
         )
-    return Verdict("promote", [f"canary accuracy {c_acc:.4f} holds against primary {p_acc:.4f}"], numbers)
+    return Verdict("promote", [f"canary {name} {c_value:.4f} holds against primary {p_value:.4f}"], numbers)

@@ -14,7 +14,19 @@ import numpy as np
 import orjson
 
 from liteserve.batch.storage import ObjectStore
-from liteserve.promotion.decide import PromotionPolicy, Verdict, accuracy, gate, review_canary
+from liteserve.evaluation.metrics import regression_report
+from liteserve.evaluation.task import Task, numeric_label
+from liteserve.manifest import Manifest
+from liteserve.promotion.decide import (
+    MAX_REL_ERROR,
+    PromotionPolicy,
+    Verdict,
+    accuracy,
+    gate,
+    not_judged,
+    review_canary,
+    task_metric,
+)
 from liteserve.promotion.deploy import LambdaDeployer, extract_model, replace_model
 from liteserve.promotion.registry import MODEL_FILES, Registry, prefix
 from liteserve.protocols.labels import class_labels
@@ -45,7 +57,10 @@ class PromotionConfig:
 def holdout_accuracy(model_dir: Path, inputs: dict[str, np.ndarray], labels: list[str]) -> float:
     """Accuracy of the model in `model_dir` (checksum verified) on labelled rows (batches by input name), through
     its task signature's class output."""
-    model = Model(model_dir)
+    return _accuracy(Model(model_dir), inputs, labels)
+
+
+def _accuracy(model: Model, inputs: dict[str, np.ndarray], labels: list[str]) -> float:
     index = {name: i for i, name in enumerate(model.manifest.labels)}
     unknown = sorted({label for label in labels if label not in index})
     if unknown:
@@ -54,6 +69,27 @@ def holdout_accuracy(model_dir: Path, inputs: dict[str, np.ndarray], labels: lis
     signature = model.manifest.raw.get("task", {}).get("signature", "serving_default")
     predicted = class_labels(model, signature, model.predict(signature, inputs))
     return accuracy(np.asarray([index[name] for name in predicted]), y)
+
+
+def holdout_scores(model_dir: Path, inputs: dict[str, np.ndarray], labels: list[str]) -> dict[str, Any]:
+    """The task's labelled metrics of the model in `model_dir` (checksum verified) on holdout rows (batches by input
+    name, labels as text): a classifier's `accuracy`; a regression's MAE, RMSE, R² and mean error against numeric
+    labels (through the task signature's score output). ValueError for labels the task cannot read or no rows."""
+    model = Model(model_dir)
+    task = Task.of(model.manifest)
+    if task.kind == "classification":
+        return {"task": task.kind, "n": len(labels), "accuracy": _accuracy(model, inputs, labels)}
+    if task.kind != "regression":
+        raise ValueError(f"{model.name} is a {task.kind} model: no labelled metric to score on a holdout")
+    values = [numeric_label(label) for label in labels]
+    bad = [label for label, value in zip(labels, values, strict=True) if value is None]
+    if bad:
+        raise ValueError(f"holdout labels {bad[:5]} of regression model {model.name} are not numbers")
+    if not labels:
+        raise ValueError("no labelled rows")
+    score = model.predict(task.signature, inputs)[task.output("score") or ""]
+    report = regression_report(np.asarray(values), np.asarray(score, dtype=np.float64).reshape(len(labels), -1)[:, 0])
+    return {"task": task.kind, **{k: report[k] for k in ("n", "mae", "rmse", "r2", "mean_error")}}
 
 
 class Promoter:
@@ -95,30 +131,59 @@ class Promoter:
         self._check_routing(live)
         if live.get("canary"):
             verdict = Verdict("defer", [f"canary {live['canary']['model_version']} is still under review"])
-            self.registry.record(model, version, {"step": "gate", **verdict.as_dict()})
-            return verdict
-        primary_fv = live["primary"]["function_version"]
-        base_arn, base_zip = self.deployer.model_layer_zip(primary_fv)
+            return self._recorded(model, version, verdict)
         raw = self.registry.manifest_dict(model, version)
         if raw is None:
             raise LookupError(f"no candidate {prefix(model, version)}manifest.json")
-        task_signature = raw["signatures"][(raw.get("task") or {}).get("signature", "serving_default")]
-        _, x, labels = self.registry.holdout(model, version, list(task_signature["inputs"]))
+        task = Task.of(Manifest.from_dict(raw))
+        if task_metric(task.kind) is None:
+            return self._recorded(model, version, Verdict("reject", not_judged(task.kind), {"task": task.kind}))
+        primary_fv = live["primary"]["function_version"]
+        base_arn, base_zip = self.deployer.model_layer_zip(primary_fv)
+        _, x, labels = self.registry.holdout(model, version, list(task.inputs))
         with tempfile.TemporaryDirectory(prefix="liteserve-gate-") as tmp:
             live_dir = Path(tmp) / "live" / model
             live_dir.mkdir(parents=True)
             for name, data in extract_model(base_zip, model).items():
                 (live_dir / name).write_bytes(data)
+            live_raw = orjson.loads((live_dir / "manifest.json").read_bytes())
+            live_kind = Task.of(Manifest.from_dict(live_raw)).kind
+            if live_kind != task.kind:
+                reason = f"the live model is a {live_kind} model, the candidate a {task.kind} one: nothing to compare"
+                numbers = {"task": task.kind, "live_task": live_kind}
+                return self._recorded(model, version, Verdict("reject", [reason], numbers))
             cand_dir = self.registry.download(model, version, Path(tmp) / "candidate")
-            live_acc = holdout_accuracy(live_dir, x, labels)
-            cand_acc = holdout_accuracy(cand_dir, x, labels)
+            live_scores = holdout_scores(live_dir, x, labels)
+            cand_scores = holdout_scores(cand_dir, x, labels)
             files = {name: (cand_dir / name).read_bytes() for name in MODEL_FILES}
         all_int8 = bool((raw.get("quantization") or {}).get("all_signatures_int8"))
-        verdict = gate(live_acc, cand_acc, len(labels), raw.get("metrics") or {}, all_int8, self.policy)
-        verdict.numbers.update(live_model_version=live["primary"]["model_version"], policy=self.policy.as_dict())
+        # A regression's fidelity bound is the one the live model was packaged under (`--max-rel-error`, carried on
+        # by retraining), not the candidate's own claim.
+        bound = ((live_raw.get("fidelity") or {}).get("bounds") or {}).get("max_rel_error", MAX_REL_ERROR)
+        name = task_metric(task.kind).name  # type: ignore[union-attr]
+        verdict = gate(
+            live_scores[name],
+            cand_scores[name],
+            len(labels),
+            raw.get("metrics") or {},
+            all_int8,
+            self.policy,
+            task=task.kind,
+            fidelity=raw.get("fidelity") or {},
+            max_rel_error=float(bound),
+        )
+        verdict.numbers.update(
+            live_model_version=live["primary"]["model_version"],
+            holdout={"live": live_scores, "candidate": cand_scores},
+            policy=self.policy.as_dict(),
+        )
         if verdict.action == "canary":
             self._start_canary(model, version, live, base_zip, files, base_arn, self.policy.canary_weight)
             verdict.numbers["routing"] = self.registry.live(model)
+        return self._recorded(model, version, verdict)
+
+    def _recorded(self, model: str, version: str, verdict: Verdict) -> Verdict:
+        """Append the gate's verdict to the version's promotion.json and return it."""
         self.registry.record(model, version, {"step": "gate", **verdict.as_dict()})
         return verdict
 
@@ -166,15 +231,18 @@ class Promoter:
             )
 
     def review(self, model: str, since_canary: dict[str, dict[str, Any]]) -> Verdict | None:
-        """Judge the running canary on per-version `{"labelled", "accuracy"}` of predictions made since it started
-        (keyed by model version); promote or roll back. None when no canary runs."""
+        """Judge the running canary on per-version numbers of predictions made since it started (keyed by model
+        version; `{"labelled", "accuracy"}` of a classifier, `{"labelled", "rmse"}` of a regression, as the
+        canary's registered manifest says); promote or roll back. None when no canary runs."""
         live = self.registry.live(model)
         if not live or not live.get("canary"):
             return None
         self._check_routing(live)
         canary, primary = live["canary"], live["primary"]
+        raw = self.registry.manifest_dict(model, canary["model_version"])
+        kind = Task.of(Manifest.from_dict(raw)).kind if raw is not None else "classification"
         verdict = review_canary(
-            since_canary.get(primary["model_version"]), since_canary.get(canary["model_version"]), self.policy
+            since_canary.get(primary["model_version"]), since_canary.get(canary["model_version"]), self.policy, kind
         )
         if verdict.action == "promote":
             self.promote(model, canary["model_version"], reasons=verdict.reasons, numbers=verdict.numbers)
