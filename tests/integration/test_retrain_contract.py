@@ -143,3 +143,67 @@ def test_a_packaged_regression_model_is_retrained_through_its_entry_point(aws_en
     assert metrics["candidate"]["holdout"]["n"] == len(holdout)
     assert abs(metrics["candidate"]["holdout"]["mae"] - mae["candidate"]) < 1e-3
     assert abs(metrics["parent"]["holdout"]["mae"] - mae["parent"]) < 1e-3
+
+
+def test_a_two_input_classifier_is_retrained_through_its_entry_point(aws_env, tmp_path: Path) -> None:
+    """The rank-4 + flat two-input example: its window rows are joined by key with both inputs, the entry point
+    gets them by input name, and the candidate keeps the parent's signatures and answers as well on the holdout."""
+    made, models = tmp_path / "made", tmp_path / "models"
+    proc = train_python("examples/two_input/train.py", str(made))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET)
+    data_key = "training/two_input/data.npz"
+    s3.upload_file(str(made / "data.npz"), BUCKET, data_key)
+    entry = "examples.two_input.train:retrain"
+    proc = train_python(
+        "-m", "liteserve_dev", "package", str(made / "model.keras"), "--data", str(made / "data.npz"),
+        "--label-field", "label", "--name", "two_input", "--out", str(models),
+        "--retrain", entry, "--retrain-data", f"s3://{BUCKET}/{data_key}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parent = json.loads((models / "two_input" / "manifest.json").read_text())
+    assert parent["task"]["kind"] == "classification" and parent["retrain"]["entry_point"] == entry
+
+    data = np.load(made / "data.npz")
+    inputs = {"image": data["image"], "meta": data["meta"]}
+    keys = [f"item-{i:03d}" for i in range(len(data["label"]))]
+    served = Model(models / "two_input")
+    key, body = batch_object(
+        "two-input-drop", 0, WINDOW_END - 86400, "two_input", "1", "serving_default", keys, inputs,
+        served.predict("serving_default", inputs),
+    )  # fmt: skip
+    s3.put_object(Bucket=BUCKET, Key=key, Body=body)
+    create_labels_table(boto3.client("dynamodb"), TABLE)
+    names = parent["labels"]
+    LabelStore(TABLE).put_many(
+        [Label(k, names[int(c)]) for k, c in zip(keys, data["label"], strict=True)],
+        source="s3://test/labels/",
+        now=WINDOW_END - 3600,
+    )
+    request = {"model": "two_input", "version": "1", "window": {"id": "two-input-w1", "end": WINDOW_END}}
+    flags = ("--bucket", BUCKET, "--labels-table", TABLE, "--min-labelled", "200")
+    rc, out, err = run_job(aws_env, tmp_path, *flags, request=request, model_root=models)
+    assert rc == 0, err[-3000:]
+    assert json.loads(out)["version"] == "2"
+    manifest = json.loads(read("models/two_input/2/manifest.json"))
+    check(manifest)
+    assert manifest["signatures"] == parent["signatures"] and manifest["lineage"]["entry_point"] == entry
+    holdout = [orjson.loads(line) for line in read("models/two_input/2/holdout.jsonl").splitlines()]
+    index = {k: i for i, k in enumerate(keys)}
+    assert sorted(h["key"] for h in holdout) == sorted(k for k in keys if is_holdout(k))
+    for h in holdout:  # both inputs, joined by key, exactly as served
+        i = index[h["key"]]
+        assert np.allclose(h["inputs"]["image"], data["image"][i]) and np.allclose(h["inputs"]["meta"], data["meta"][i])
+    cand = tmp_path / "candidate" / "two_input"
+    cand.mkdir(parents=True)
+    for name in ("manifest.json", "model.tflite"):
+        (cand / name).write_bytes(read(f"models/two_input/2/{name}"))
+    hx = {n: np.asarray([h["inputs"][n] for h in holdout], dtype=np.float32) for n in ("image", "meta")}
+    hy = np.asarray([names.index(h["label"]) for h in holdout])
+    acc = {
+        name: float(np.mean(m.predict("serving_default", hx)["probabilities"].argmax(axis=1) == hy))
+        for name, m in (("parent", served), ("candidate", Model(cand)))
+    }
+    print(json.dumps({"holdout_accuracy": acc}))
+    assert acc["candidate"] >= acc["parent"] - 0.05, acc
