@@ -80,7 +80,7 @@ def test_a_packaged_regression_model_is_retrained_through_its_entry_point(aws_en
     keys = [f"patient-{i:04d}" for i in range(len(x))]
     served = Model(models / "diabetes")
     key, body = batch_object(
-        "diabetes-drop", 0, WINDOW_END - 86400, "diabetes", "1", "serving_default", keys, x,
+        "diabetes-drop", 0, WINDOW_END - 86400, "diabetes", "1", "serving_default", keys, {"features": x},
         served.predict("serving_default", {"features": x}),
     )  # fmt: skip
     s3.put_object(Bucket=BUCKET, Key=key, Body=body)
