@@ -89,7 +89,14 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Shell,
     afterwards whatever happened."""
     local, _aws = readme_blocks()
     repo = checkout(tmp_path_factory.mktemp("readme") / "checkout")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_ENDPOINT", "LITESERVE_", "LOCALCLOUD_"))}
+    # A user's shell: none of this run's endpoints, and not inside a make (under `make test`, MAKELEVEL makes the
+    # README's own `make` print "Entering/Leaving directory" around its output).
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_ENDPOINT", "LITESERVE_", "LOCALCLOUD_"))
+        and k not in ("MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+    }
     env |= {f"LOCALCLOUD_{p}_PORT": str(free_port()) for p in ("API", "MOTO", "CONTROL")}
     shell = Shell(repo, env)
     outputs: list[tuple[str, Any]] = []

@@ -227,7 +227,7 @@ def seed(n: int = 40) -> float:
     x = np.random.default_rng(0).random((n, 64), dtype=np.float32)
     keys = [f"k{i:03d}" for i in range(n)]
     model = Model(MODEL_ROOT / "digits")
-    key, body = batch_object("job", 0, now - 3600, "digits", "1", "serving_default", keys, x,
+    key, body = batch_object("job", 0, now - 3600, "digits", "1", "serving_default", keys, {"x": x},
                              model.predict("serving_default", {"x": x}))  # fmt: skip
     boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body)
     LabelStore(TABLE).put_many([Label(k, str(i % 10)) for i, k in enumerate(keys)], source="test", now=now - 600)
