@@ -131,7 +131,7 @@ logs: venv ## follow every function's logs of the local cloud
 	$(BIN)/localcloud logs -f
 
 demo: venv train-venv $(MODEL_FILES) ## the end-to-end story on the embedded default
-	$(BIN)/python -m liteserve_dev.demo
+	PYTHONPATH=layers/shared/python $(BIN)/python -m liteserve_dev.demo
 
 # Micro-benchmarks run in BENCH_PROCESSES fresh processes (default 5) and report medians with min/max; the cold start
 # builds the runtime layer into bench/.cache once when there is no `sam build` output; packaging runs in .venv-train.
