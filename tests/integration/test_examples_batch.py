@@ -1,6 +1,6 @@
 """Batch files of the examples whose rows name their inputs, on the local cloud serving the packaged examples (a copy
 of the checkout whose model layer holds them): the two-input model's JSONL (one field per input) and the diabetes
-CSV with its named columns in another order."""
+CSV with its named columns in another order; the two-input model's answers labelled and evaluated by its task."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ import pytest
 
 from localcloud import LocalCloud
 from localcloud.checkout import copy_checkout
+from tests.integration.conftest import post
 from tests.support import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -99,3 +100,33 @@ def test_diabetes_csv_columns_in_another_order_map_by_feature_name(served) -> No
     assert errors == [] and sorted(r["key"] for r in rows) == sorted(ref)
     bound = fidelity(models, "diabetes")["regression"]["max_abs_error"] + 1e-3
     assert max(abs(r["output_0"][0] - ref[r["key"]]) for r in rows) <= bound
+
+
+def test_two_input_batch_labelled_is_evaluated_as_a_classifier_with_drift_per_input(served) -> None:
+    """The two-input example's batch answers, labelled by key, evaluated by its task: accuracy from its own answers
+    and a drift verdict for each of its two inputs (image per channel, meta per feature), neither drifted."""
+    lc, work, models = served
+    src = work / "two_input"
+    body = (src / "batch.jsonl").read_bytes().replace(b'"key": "item-', b'"key": "eval-')
+    rows, errors = run_batch(lc, "two-input-eval.jsonl", body, "two-input")
+    assert errors == [] and len(rows) == 600
+    names = json.loads((models / "two-input" / "manifest.json").read_text())["labels"]
+    truth = np.load(src / "data.npz")["label"]
+    items = [{"key": f"eval-{i:03d}", "label": names[int(c)]} for i, c in enumerate(truth)]
+    status, doc = post(lc, "/v1/labels", items)
+    assert (status, doc["stored"]) == (200, len(items)), doc
+    lc.wait_idle(timeout=30)
+    [summary] = lc.fire_schedule("EvaluateFunction")
+    result = summary["models"]["two-input"]
+    s3, bucket = lc.client("s3"), lc.name("DataBucket")
+    key = result["report"].removeprefix(f"s3://{bucket}/").replace(".html", ".json")
+    report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    version = report["versions"]["1"]
+    assert report["task"]["kind"] == "classification" and version["labelled"] == len(items)
+    served_ids = {r["key"]: int(np.argmax(r["probabilities"])) for r in rows}
+    expected = float(np.mean([served_ids[it["key"]] == names.index(it["label"]) for it in items]))
+    assert abs(version["metrics"]["accuracy"] - expected) < 1e-9
+    drift = version["drift"]
+    assert set(drift["inputs"]) == {"image", "meta"}
+    assert drift["drifted_inputs"] == [] and not drift["inputs"]["image"]["dataset_drift"]
+    assert result["retrain"] is False
