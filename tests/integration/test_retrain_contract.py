@@ -27,6 +27,7 @@ from training.recent import is_holdout
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 BUCKET, TABLE = "liteserve-contract-data", "liteserve-contract-labels"
+TWO_INPUT_TABLE = "liteserve-contract-two-input-labels"  # moto is shared by the module: one table per test
 DATA_KEY = "training/diabetes/data.csv"
 ENTRY_POINT = "examples.diabetes.train:retrain"
 SHIFT = 100.0  # recent targets run this much above the training data's
@@ -174,15 +175,15 @@ def test_a_two_input_classifier_is_retrained_through_its_entry_point(aws_env, tm
         served.predict("serving_default", inputs),
     )  # fmt: skip
     s3.put_object(Bucket=BUCKET, Key=key, Body=body)
-    create_labels_table(boto3.client("dynamodb"), TABLE)
+    create_labels_table(boto3.client("dynamodb"), TWO_INPUT_TABLE)
     names = parent["labels"]
-    LabelStore(TABLE).put_many(
+    LabelStore(TWO_INPUT_TABLE).put_many(
         [Label(k, names[int(c)]) for k, c in zip(keys, data["label"], strict=True)],
         source="s3://test/labels/",
         now=WINDOW_END - 3600,
     )
     request = {"model": "two_input", "version": "1", "window": {"id": "two-input-w1", "end": WINDOW_END}}
-    flags = ("--bucket", BUCKET, "--labels-table", TABLE, "--min-labelled", "200")
+    flags = ("--bucket", BUCKET, "--labels-table", TWO_INPUT_TABLE, "--min-labelled", "200")
     rc, out, err = run_job(aws_env, tmp_path, *flags, request=request, model_root=models)
     assert rc == 0, err[-3000:]
     assert json.loads(out)["version"] == "2"
