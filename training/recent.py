@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from liteserve.evaluation.evaluate import latest_per_key
 from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, hour_path, record_inputs
-from liteserve.runtime import DEFAULT_SIGNATURE
+from liteserve.manifest import DEFAULT_SIGNATURE
 from liteserve.times import iso
 
 from liteserve_dev.retraining import Rows

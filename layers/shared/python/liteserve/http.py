@@ -9,7 +9,7 @@ import re
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -22,6 +22,11 @@ from liteserve.errors import (
     PayloadTooLarge,
     UnsupportedMediaType,
 )
+
+if TYPE_CHECKING:  # annotations only: this module stays light for every HTTP function's cold start
+    import numpy as np
+
+    from liteserve.manifest import SignatureSource
 
 _JSON_HEADERS = {"content-type": "application/json"}
 _DUMP_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
@@ -177,13 +182,30 @@ def error_response(error: LiteserveError) -> dict[str, Any]:
 
 
 @dataclass(slots=True)
+class Served:
+    """What one successful inference did, for metrics and the prediction log."""
+
+    model: SignatureSource
+    signature: str
+    keys: list | None
+    inputs: dict[str, np.ndarray]
+    outputs: dict[str, np.ndarray]
+    json_exchange: bool = True  # request and answer are one JSON document each (the prediction log inlines them)
+
+    @property
+    def instances(self) -> int:
+        """Batch size of the inference."""
+        return len(next(iter(self.inputs.values())))
+
+
+@dataclass(slots=True)
 class Result:
     """An endpoint's answer: status, document (JSON-serializable or `Binary`), extra headers, and what an inference
-    did (`liteserve.service.Served`, None for other routes) for the caller's metrics and prediction log."""
+    did (`Served`, None for other routes) for the caller's metrics and prediction log."""
 
     status: int
     document: Any
-    served: Any = None
+    served: Served | None = None
     headers: dict[str, str] | None = None
 
 

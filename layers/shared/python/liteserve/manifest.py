@@ -6,12 +6,14 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import orjson
 
 from liteserve.manifest_schema import SERVING_FIELDS, check
+
+DEFAULT_SIGNATURE = "serving_default"
 
 
 @dataclass(frozen=True)
@@ -111,3 +113,34 @@ class Manifest:
             if single is not None:
                 out[single] = [str(n) for n in names]
         return out
+
+    def signature(self, name: str | None) -> SignatureSpec:
+        """Signature `name` (default `serving_default`); KeyError when the manifest has no such signature."""
+        return self.signatures[name or DEFAULT_SIGNATURE]
+
+    @property
+    def manifest(self) -> Manifest:
+        """Itself: a manifest is the `ManifestSource` that decodes its model's logged requests (no interpreter)."""
+        return self
+
+
+class SignatureSource(Protocol):
+    """What a protocol codec sees of a model: its name, its version and its signatures by name, never the
+    interpreter. `runtime.Model` is one (an unknown signature is the client's BadRequest, naming the available ones),
+    and so is a `Manifest` (an unknown signature is a KeyError)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def signature(self, name: str | None) -> SignatureSpec: ...
+
+
+class ManifestSource(SignatureSource, Protocol):
+    """A signature source with its whole manifest (every signature, the class labels, the task): what the metadata
+    documents and the `class_label` output read (`protocols.labels`)."""
+
+    @property
+    def manifest(self) -> Manifest: ...

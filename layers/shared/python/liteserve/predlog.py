@@ -33,7 +33,7 @@ import numpy as np
 import orjson
 
 if TYPE_CHECKING:
-    from liteserve.service import Served
+    from liteserve.http import Served
 
 PREFIX = '{"liteserve":"prediction"'
 INSTANCE_KIND = "prediction.instance"

@@ -13,9 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from liteserve.errors import BadRequest, ModelUnavailable, NotFound
-from liteserve.manifest import Manifest, SignatureSpec
-
-DEFAULT_SIGNATURE = "serving_default"
+from liteserve.manifest import DEFAULT_SIGNATURE, Manifest, SignatureSpec
 
 try:  # LiteRT is what the Lambda layer ships; tflite-runtime is accepted where it is installed instead.
     from ai_edge_litert.interpreter import Interpreter
@@ -24,7 +22,7 @@ except ImportError:  # pragma: no cover - exercised only where ai-edge-litert is
 
 
 class Model:
-    """One loaded model: its manifest and one reusable signature runner per signature."""
+    """One loaded model: its manifest and one reusable signature runner per signature (a `ManifestSource`)."""
 
     def __init__(self, directory: str | Path, verify_checksum: bool = True) -> None:
         directory = Path(directory)

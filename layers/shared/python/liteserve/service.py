@@ -10,10 +10,8 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-import numpy as np
-
 from liteserve.errors import BadRequest, ModelUnavailable, NotFound
-from liteserve.http import Binary, Request, Result, Router
+from liteserve.http import Binary, Request, Result, Router, Served
 from liteserve.keys import key_field
 from liteserve.protocols import labels, tfserving, v2
 from liteserve.runtime import Model, ModelRepository
@@ -40,26 +38,6 @@ class ServingConfig:
             max_instances=int(os.environ.get("LITESERVE_MAX_INSTANCES", 1000)),
             key_field=key_field(),
         )
-
-
-@dataclass(slots=True)
-class Served:
-    """What one successful inference did, for metrics and the prediction log."""
-
-    model: Model
-    signature: str
-    keys: list | None
-    inputs: dict[str, np.ndarray]
-    outputs: dict[str, np.ndarray]
-    json_exchange: bool = True  # request and answer are one JSON document each (the prediction log inlines them)
-
-    @property
-    def instances(self) -> int:
-        """Batch size of the inference."""
-        return len(next(iter(self.inputs.values())))
-
-
-__all__ = ["PredictService", "Result", "Served", "ServingConfig"]
 
 
 class PredictService(Router):

@@ -11,9 +11,8 @@ import orjson
 from liteserve.batch.jobs import Pipeline
 from liteserve.batch.storage import ResultsCache
 from liteserve.errors import BadRequest, MethodNotAllowed, NotFound
-from liteserve.http import Request
+from liteserve.http import Request, Result
 from liteserve.keys import Key
-from liteserve.service import Result
 
 LiveVersion = Callable[[str], "str | None"]  # model -> the version the live alias serves, None when unknown
 

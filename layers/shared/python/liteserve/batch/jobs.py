@@ -20,7 +20,7 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import orjson
@@ -41,7 +41,9 @@ from liteserve.batch.storage import (
 from liteserve.errors import LiteserveError
 from liteserve.evaluation.records import batch_object
 from liteserve.protocols.tfserving import instance_objects
-from liteserve.runtime import Model, ModelRepository
+
+if TYPE_CHECKING:  # the handler passes the models in: the batch API's reads import no interpreter
+    from liteserve.runtime import Model, ModelRepository
 
 SUFFIXES = {".jsonl": ("jsonl", False), ".jsonl.gz": ("jsonl", True), ".csv": ("csv", False), ".csv.gz": ("csv", True)}
 MAX_INLINE_DUPLICATES = 2000  # beyond this a shard's duplicate list travels as an S3 object, not in the message
@@ -327,6 +329,8 @@ class Pipeline:
         repository (tests, benchmarks) has one version per model."""
         if self.models is None:
             raise RuntimeError("this pipeline was built without models")
+        from liteserve.runtime import ModelRepository  # models were passed in: the interpreter is loaded already
+
         if isinstance(self.models, ModelRepository):
             return self.models.get(name)
         return self.models.live(name) if live else self.models.get(name, version)

@@ -21,10 +21,9 @@ from urllib.parse import quote
 import numpy as np
 import orjson
 
-from liteserve.manifest import Manifest, SignatureSpec
+from liteserve.manifest import DEFAULT_SIGNATURE, Manifest
 from liteserve.predlog import INSTANCE_KIND, REJECTED_KIND
 from liteserve.protocols import tfserving, v2
-from liteserve.runtime import DEFAULT_SIGNATURE
 
 ONLINE_PREFIX = "predictions/online/"
 BATCH_PREFIX = "predictions/batch/"
@@ -44,21 +43,6 @@ class Signatures:
             path = self.root / model / "manifest.json"
             self._manifests[model] = Manifest.load(path) if path.is_file() else None
         return self._manifests[model]
-
-    def spec_source(self, model: str) -> _SpecSource | None:
-        """An object with the `signature(name)` lookup the protocol decoders need."""
-        manifest = self.manifest(model)
-        return _SpecSource(manifest) if manifest is not None else None
-
-
-class _SpecSource:
-    def __init__(self, manifest: Manifest) -> None:
-        self.manifest = manifest
-        self.name = manifest.name
-        self.version = manifest.version
-
-    def signature(self, name: str | None) -> SignatureSpec:
-        return self.manifest.signatures[name or DEFAULT_SIGNATURE]
 
 
 def record_inputs(record: dict[str, Any], input_names: Sequence[str]) -> dict[str, Any]:
@@ -101,7 +85,7 @@ def parse_line(line: str | bytes, signatures: Signatures, key_field: str = "key"
         return [{**base, "rejected": True, "request_id": doc.get("request_id"), "status": doc.get("status")}]
     if kind != "prediction":
         return []
-    source = signatures.spec_source(doc["model"])
+    source = signatures.manifest(doc["model"])  # the codecs' signature source: no interpreter to decode a request
     if source is None:
         raise ValueError(f"model {doc['model']!r} is not in the model layer: cannot decode its request")
     if doc["protocol"] == "v2":

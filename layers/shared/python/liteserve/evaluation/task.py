@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from liteserve.evaluation.records import record_inputs
-from liteserve.manifest import Manifest
-from liteserve.runtime import DEFAULT_SIGNATURE
+from liteserve.manifest import DEFAULT_SIGNATURE, Manifest
 
 _OUTPUT_ROLES = {
     "classification": ("class_id", "probabilities", "logits"),

@@ -19,9 +19,8 @@ import numpy as np
 
 from liteserve.errors import BadRequest, PayloadTooLarge
 from liteserve.keys import Key, check_keys
-from liteserve.manifest import SignatureSpec, TensorSpec
+from liteserve.manifest import ManifestSource, SignatureSource, SignatureSpec, TensorSpec
 from liteserve.protocols import labels, schemas
-from liteserve.runtime import Model
 from liteserve.tensors import to_batch
 
 _DT = {
@@ -57,7 +56,7 @@ class PredictCall:
 
 
 def decode_predict(
-    doc: Any, model: Model, *, key_field: str, max_instances: int, check_bools: bool = True
+    doc: Any, model: SignatureSource, *, key_field: str, max_instances: int, check_bools: bool = True
 ) -> PredictCall:
     """Validate a `:predict` body and turn it into input batches. Raises BadRequest/PayloadTooLarge."""
     if not isinstance(doc, dict):
@@ -303,7 +302,7 @@ class ExamplesCall:
 
 def decode_examples(
     doc: Any,
-    model: Model,
+    model: SignatureSource,
     verb: str,
     *,
     key_field: str,
@@ -402,7 +401,7 @@ def encode_regress(call: ExamplesCall, outputs: dict[str, np.ndarray]) -> dict[s
     return {"results": outputs[call.output].reshape(-1).tolist()}
 
 
-def model_status(model: Model) -> dict[str, Any]:
+def model_status(model: SignatureSource) -> dict[str, Any]:
     """`GET /v1/models/{name}` body."""
     return {
         "model_version_status": [
@@ -411,7 +410,7 @@ def model_status(model: Model) -> dict[str, Any]:
     }
 
 
-def model_metadata(model: Model) -> dict[str, Any]:
+def model_metadata(model: ManifestSource) -> dict[str, Any]:
     """`GET /v1/models/{name}/metadata` body, with SignatureDefs in TF Serving's JSON form."""
     defs = {
         name: {

@@ -21,10 +21,9 @@ import orjson
 from liteserve import __version__
 from liteserve.errors import BadRequest, PayloadTooLarge
 from liteserve.keys import Key, check_keys
-from liteserve.manifest import SignatureSpec, TensorSpec
+from liteserve.manifest import ManifestSource, SignatureSource, SignatureSpec, TensorSpec
 from liteserve.protocols import labels, schemas
 from liteserve.protocols.schemas import DATATYPES
-from liteserve.runtime import Model
 from liteserve.tensors import from_buffer, from_flat
 
 _REQUEST_FIELDS = schemas.fields(schemas.INFER_REQUEST)
@@ -68,7 +67,7 @@ class InferCall:
 
 def decode_infer(
     doc: Any,
-    model: Model,
+    model: SignatureSource,
     *,
     key_field: str,
     max_instances: int,
@@ -257,7 +256,7 @@ def _requested_outputs(
 
 
 def encode_infer(
-    call: InferCall, model: Model, outputs: dict[str, np.ndarray], chunks: list[bytes] | None = None
+    call: InferCall, model: SignatureSource, outputs: dict[str, np.ndarray], chunks: list[bytes] | None = None
 ) -> dict[str, Any]:
     """The inference response document (numpy arrays inside; serialize with orjson's numpy support). With `chunks`,
     the outputs of `call.binary_outputs` carry parameters.binary_data_size instead of data and their bytes are
@@ -285,7 +284,7 @@ def encode_infer(
     return response
 
 
-def encode_binary(call: InferCall, model: Model, outputs: dict[str, np.ndarray]) -> tuple[bytes, int]:
+def encode_binary(call: InferCall, model: SignatureSource, outputs: dict[str, np.ndarray]) -> tuple[bytes, int]:
     """The whole response body with binary outputs: the JSON document, then each binary output's bytes.
     Returns (body, length of the JSON part) for the Inference-Header-Content-Length header."""
     chunks: list[bytes] = []
@@ -316,7 +315,7 @@ def server_metadata() -> dict[str, Any]:
     return {"name": "liteserve", "version": __version__, "extensions": EXTENSIONS}
 
 
-def model_metadata(model: Model) -> dict[str, Any]:
+def model_metadata(model: ManifestSource) -> dict[str, Any]:
     """`GET /v2/models/{name}` body: the default signature's tensors, plus every signature under `parameters`."""
     sig = model.signature(None)
     parameters: dict[str, Any] = {
