@@ -47,7 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # the process aborts at exit). liteserve.runtime imports it; the entry point and the packaging import TensorFlow later.
 import numpy as np
 import orjson
-from liteserve.batch.storage import ObjectStore
+from liteserve.adapters import ObjectStore
 from liteserve.evaluation.labels import LabelStore
 from liteserve.evaluation.records import Signatures, hour_path, read_object
 from liteserve.runtime import Model

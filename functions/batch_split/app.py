@@ -6,8 +6,8 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
+from liteserve.adapters import ObjectStore
 from liteserve.batch.jobs import BatchConfig, Pipeline
-from liteserve.batch.storage import ObjectStore
 from liteserve.events import S3, expects
 from liteserve.observability import logger
 from liteserve.promotion.live import LiveModels

@@ -8,8 +8,8 @@ import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from liteserve.adapters import ObjectStore
 from liteserve.batch.jobs import BatchConfig, Pipeline
-from liteserve.batch.storage import ObjectStore
 from liteserve.events import SQS, expects
 from liteserve.observability import emit, logger
 from liteserve.promotion.live import LiveModels

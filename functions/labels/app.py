@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
-from liteserve.batch.storage import ObjectStore
+from liteserve.adapters import ObjectStore
 from liteserve.evaluation import edge
 from liteserve.evaluation.labels import LabelStore, ingest_object, last_wins, parse_post
 from liteserve.events import HTTP, S3, expects, kind

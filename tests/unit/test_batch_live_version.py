@@ -9,8 +9,8 @@ import numpy as np
 import orjson
 import pytest
 from botocore.exceptions import ClientError
+from liteserve.adapters import ObjectStore
 from liteserve.batch.jobs import BatchConfig, Pipeline
-from liteserve.batch.storage import ObjectStore
 from liteserve.promotion.live import LiveModels
 from liteserve.promotion.registry import Registry
 from liteserve.runtime import Model, ModelRepository

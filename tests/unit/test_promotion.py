@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import pytest
-from liteserve.batch.storage import ObjectStore
+from liteserve.adapters import ObjectStore
 from liteserve.promotion.decide import PromotionPolicy, gate, int8_fidelity, review_canary
 from liteserve.promotion.deploy import Routing, extract_model, layer_name_of, replace_model
 from liteserve.promotion.registry import Registry

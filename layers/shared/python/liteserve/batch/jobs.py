@@ -26,18 +26,10 @@ import numpy as np
 import orjson
 from botocore.exceptions import ClientError
 
+from liteserve.adapters import EventBus, ObjectStore, Pin, SourceChanged
 from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
 from liteserve.batch.records import RowFormat, csv_columns, input_fields, line_too_long
-from liteserve.batch.storage import (
-    EventBus,
-    Job,
-    JobStore,
-    ObjectStore,
-    Pin,
-    ResultsCache,
-    ShardQueue,
-    SourceChanged,
-)
+from liteserve.batch.storage import Job, JobStore, ResultsCache, ShardQueue
 from liteserve.errors import LiteserveError
 from liteserve.evaluation.records import batch_object
 from liteserve.protocols.tfserving import instance_objects

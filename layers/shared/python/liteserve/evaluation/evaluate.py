@@ -19,7 +19,7 @@ import numpy as np
 import orjson
 from botocore.exceptions import ClientError
 
-from liteserve.batch.storage import EventBus, ObjectStore
+from liteserve.adapters import EventBus, ObjectStore
 from liteserve.evaluation.drift import inputs_drift, output_drift, prediction_drift
 from liteserve.evaluation.edge import EDGE_PREFIX, agreement_report
 from liteserve.evaluation.labels import LabelStore

@@ -18,8 +18,8 @@ import boto3
 import orjson
 from boto3.dynamodb.conditions import Key as KeyCondition
 
+from liteserve.adapters import MAX_DYNAMODB_KEY_BYTES, key_bytes
 from liteserve.batch.records import iter_lines, line_too_long
-from liteserve.batch.storage import MAX_DYNAMODB_KEY_BYTES, key_bytes
 from liteserve.errors import BadRequest
 from liteserve.protocols import schemas
 

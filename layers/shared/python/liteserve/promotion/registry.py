@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 from botocore.exceptions import ClientError
 
-from liteserve.batch.storage import ObjectStore
+from liteserve.adapters import ObjectStore
 from liteserve.evaluation.records import record_inputs
 from liteserve.manifest import Manifest
 from liteserve.times import iso

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from liteserve.batch.storage import ObjectStore
+from liteserve.adapters import ObjectStore
 from liteserve.evaluation.metrics import regression_report
 from liteserve.evaluation.task import Task, numeric_label
 from liteserve.manifest import Manifest
