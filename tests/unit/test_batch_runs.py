@@ -10,7 +10,7 @@ import boto3
 import orjson
 import pytest
 from liteserve.batch.jobs import BatchConfig, Pipeline
-from liteserve.batch.records import MAX_LINE_BYTES
+from liteserve.lines import MAX_LINE_BYTES
 
 from tests.unit.test_batch_pipeline import BUCKET, CACHE, JOBS, aws, drain, make_rows, manifest, models, outputs, put
 from tests.unit.test_batch_pipeline import read as read_object

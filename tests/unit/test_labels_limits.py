@@ -9,9 +9,9 @@ import boto3
 import orjson
 import pytest
 from liteserve.adapters import ObjectStore
-from liteserve.batch.records import MAX_LINE_BYTES, iter_lines
 from liteserve.errors import BadRequest
 from liteserve.evaluation.labels import LabelStore, ingest_object, parse_post
+from liteserve.lines import MAX_LINE_BYTES, iter_lines
 
 BUCKET, TABLE = "data", "labels"
 

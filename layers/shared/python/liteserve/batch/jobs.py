@@ -28,10 +28,11 @@ from botocore.exceptions import ClientError
 
 from liteserve.adapters import EventBus, ObjectStore, Pin, SourceChanged
 from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
-from liteserve.batch.records import RowFormat, csv_columns, input_fields, line_too_long
+from liteserve.batch.records import RowFormat, csv_columns, input_fields
 from liteserve.batch.storage import Job, JobStore, ResultsCache, ShardQueue
 from liteserve.errors import LiteserveError
 from liteserve.evaluation.records import batch_object
+from liteserve.lines import line_too_long
 from liteserve.protocols.tfserving import instance_objects
 
 if TYPE_CHECKING:  # the handler passes the models in: the batch API's reads import no interpreter

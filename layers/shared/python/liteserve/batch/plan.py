@@ -9,8 +9,9 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from liteserve.batch.records import MAX_LINE_BYTES, RowFormat
+from liteserve.batch.records import RowFormat
 from liteserve.keys import Key
+from liteserve.lines import MAX_LINE_BYTES
 from liteserve.manifest import TensorSpec
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import gc
 import io
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,10 +16,10 @@ import orjson
 
 from liteserve.errors import BadRequest
 from liteserve.keys import Key, check_key
+from liteserve.lines import MAX_LINE_BYTES, line_too_long
 from liteserve.manifest import TensorSpec
 from liteserve.tensors import cast_finite, problem, to_batch
 
-MAX_LINE_BYTES = 1024 * 1024  # a keyed row is ~1 KB; a longer "line" is not a row (e.g. a file with no line ends)
 _SUBBATCH = 1024  # rows converted in one numpy call
 _SLOW_SPAN = 8  # spans this small are checked row by row
 
@@ -328,46 +328,6 @@ def input_fields(option: str, inputs: Mapping[str, TensorSpec]) -> tuple[tuple[s
     if len(set(pairs.values())) != len(pairs):
         raise ValueError(f"input-field: two inputs read the same field: {option!r}")
     return tuple(pairs.items())
-
-
-def iter_lines(
-    chunks: Iterable[bytes], first_line: int = 1, max_line_bytes: int = MAX_LINE_BYTES
-) -> Iterator[tuple[int, bytes | None]]:
-    """(line number, line without its newline) for every line of a chunk stream; None for a line longer than
-    `max_line_bytes`, which is skipped to its newline without being held (memory stays within the limit plus one
-    chunk)."""
-    buffer = bytearray()
-    line = first_line
-    skipping = False
-    for chunk in chunks:
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            if end < 0:
-                if not skipping:
-                    buffer += chunk[start:]
-                    if len(buffer) > max_line_bytes:
-                        buffer.clear()
-                        skipping = True
-                break
-            if skipping:
-                yield line, None
-                skipping = False
-            else:
-                buffer += chunk[start:end]
-                yield line, (bytes(buffer) if len(buffer) <= max_line_bytes else None)
-            buffer.clear()
-            line += 1
-            start = end + 1
-    if skipping:
-        yield line, None
-    elif buffer:
-        yield line, bytes(buffer)
-
-
-def line_too_long(line: int) -> str:
-    """The error of a line longer than MAX_LINE_BYTES, wherever it falls in a file."""
-    return f"line {line} is longer than {MAX_LINE_BYTES} bytes (the line limit): not a row"
 
 
 @contextmanager

@@ -19,8 +19,8 @@ import orjson
 from boto3.dynamodb.conditions import Key as KeyCondition
 
 from liteserve.adapters import MAX_DYNAMODB_KEY_BYTES, key_bytes
-from liteserve.batch.records import iter_lines, line_too_long
 from liteserve.errors import BadRequest
+from liteserve.lines import iter_lines, line_too_long
 from liteserve.protocols import schemas
 
 LABELS_PREFIX = "labels/"
