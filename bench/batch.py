@@ -25,7 +25,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "shared" / "python")]
 
 from liteserve.batch.jobs import Pipeline  # noqa: E402
 from liteserve.batch.records import RowFormat  # noqa: E402
-from liteserve.evaluation.records import batch_object  # noqa: E402
+from liteserve.records import batch_object  # noqa: E402
 from liteserve.runtime import ModelRepository  # noqa: E402
 
 from localcloud import LocalCloud  # noqa: E402
@@ -57,7 +57,7 @@ def local_limit(path: Path, out_path: Path, rows: int) -> dict:
     """One process: read the file in shard-sized chunks, parse, predict in batches, write the output lines.
 
     Each stage is timed on its own; the worker's one extra stage (the gzip prediction-log object of every shard,
-    liteserve.evaluation.records.batch_object) is timed on the same chunks but kept out of the limit."""
+    liteserve.records.batch_object) is timed on the same chunks but kept out of the limit."""
     model = ModelRepository(ROOT / "layers" / "model" / "models").get("digits")
     sig = model.signature(None)
     fmt = RowFormat("jsonl")

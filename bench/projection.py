@@ -323,7 +323,7 @@ def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * 
     from liteserve.batch.jobs import Pipeline
     from liteserve.batch.plan import KeyLedger, cut_shards
     from liteserve.batch.records import RowFormat
-    from liteserve.evaluation.records import batch_object
+    from liteserve.records import batch_object
     from liteserve.runtime import ModelRepository
 
     from bench.batch import make_file

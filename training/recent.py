@@ -1,7 +1,7 @@
 """Recent labelled data for retraining (TensorFlow-free): the prediction log of a window joined with the labels by
 key, a deterministic key-based holdout split, and the oversampling that makes recent rows count.
 
-The readers are the evaluation pipeline's own (`liteserve.evaluation.records.read_object`, `latest_per_key`,
+The readers are the evaluation pipeline's own (`liteserve.records.read_object`, `latest_per_key`,
 `LabelStore`); this module only chooses which objects and rows belong to a retraining.
 """
 
@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from liteserve.evaluation.evaluate import latest_per_key
-from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, hour_path, record_inputs
 from liteserve.manifest import DEFAULT_SIGNATURE
+from liteserve.records import BATCH_PREFIX, ONLINE_PREFIX, hour_path, latest_per_key, record_inputs
 from liteserve.times import iso
 
 from liteserve_dev.retraining import Rows

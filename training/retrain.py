@@ -49,7 +49,7 @@ import numpy as np
 import orjson
 from liteserve.adapters import ObjectStore
 from liteserve.evaluation.labels import LabelStore
-from liteserve.evaluation.records import Signatures, hour_path, read_object
+from liteserve.records import Signatures, hour_path, read_object
 from liteserve.runtime import Model
 
 from liteserve_dev import retraining

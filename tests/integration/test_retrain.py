@@ -18,10 +18,10 @@ import orjson
 import pytest
 from liteserve.evaluation.labels import Label, LabelStore
 from liteserve.evaluation.logship import object_key, ship
-from liteserve.evaluation.records import batch_object
 from liteserve.evaluation.scenario import Scenario, generate
 from liteserve.http import Request, response
 from liteserve.predlog import PredictionLog
+from liteserve.records import batch_object
 from liteserve.runtime import Model, ModelRepository
 from liteserve.service import PredictService, ServingConfig
 

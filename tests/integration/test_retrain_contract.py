@@ -16,8 +16,8 @@ import numpy as np
 import orjson
 import pytest
 from liteserve.evaluation.labels import Label, LabelStore
-from liteserve.evaluation.records import batch_object
 from liteserve.manifest_schema import check
+from liteserve.records import batch_object
 from liteserve.runtime import Model
 
 from tests.integration.test_retrain import TRAIN_PYTHON, run_job

@@ -258,7 +258,7 @@ def test_ledger_decides_as_a_full_parse_of_every_row(seed):
 
 
 def test_record_inputs_reads_new_and_legacy_records() -> None:
-    from liteserve.evaluation.records import record_inputs
+    from liteserve.records import record_inputs
 
     assert record_inputs({"inputs": {"image": [[1]], "meta": [1, 2]}}, ["image", "meta"]) == {
         "image": [[1]],

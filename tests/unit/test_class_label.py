@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from liteserve.evaluation.records import Signatures, parse_line
 from liteserve.http import Request
 from liteserve.predlog import PredictionLog
+from liteserve.records import Signatures, parse_line
 from liteserve.runtime import ModelRepository
 from liteserve.service import PredictService, ServingConfig
 

@@ -13,7 +13,7 @@ from liteserve.evaluation import labels as lab
 from liteserve.evaluation.edge import agreement_report, edge_object, parse_post
 from liteserve.evaluation.evaluate import EvaluationConfig, Evaluator
 from liteserve.evaluation.policy import RetrainPolicy
-from liteserve.evaluation.records import batch_object
+from liteserve.records import batch_object
 
 from tests.support import MODEL_ROOT
 from tests.unit.test_evaluation_core import T0, aws

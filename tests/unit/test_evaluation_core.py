@@ -11,13 +11,13 @@ import orjson
 import pytest
 from liteserve.errors import BadRequest
 from liteserve.evaluation import labels as lab
-from liteserve.evaluation.evaluate import DecisionStore, EvaluationConfig, Evaluator, Window, latest_per_key
+from liteserve.evaluation.evaluate import DecisionStore, EvaluationConfig, Evaluator, Window
 from liteserve.evaluation.logship import matches, object_key, ship
 from liteserve.evaluation.policy import RetrainPolicy
-from liteserve.evaluation.records import Signatures, batch_object, read_object
 from liteserve.evaluation.report import render_html
 from liteserve.evaluation.scenario import Scenario, generate, write
 from liteserve.promotion.decide import Verdict
+from liteserve.records import Signatures, batch_object, latest_per_key, read_object
 from moto import mock_aws
 
 from tests.support import MODEL_ROOT, create_labels_table

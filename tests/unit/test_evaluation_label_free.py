@@ -13,8 +13,8 @@ import pytest
 from liteserve.evaluation.evaluate import EvaluationConfig, Evaluator
 from liteserve.evaluation.policy import RetrainPolicy, decide
 from liteserve.evaluation.quality import QualityThresholds, data_quality, metric_trend
-from liteserve.evaluation.records import batch_object
 from liteserve.evaluation.scenario import Scenario, generate
+from liteserve.records import batch_object
 
 from tests.support import MODEL_ROOT
 from tests.unit.test_evaluation_core import T0, aws
@@ -147,8 +147,8 @@ def test_zero_labels_drift_is_flagged_once_per_window_and_clean_traffic_is_not(a
 def test_refused_requests_are_logged_and_their_share_is_a_violation(aws, models, digits):
     """Requests the API refused reach the prediction log as `prediction.rejected` lines; a window where more than
     `quality.rejected_share` of a model's requests were refused gets a data-quality finding (issue 12)."""
-    from liteserve.evaluation.records import ONLINE_PREFIX, hour_path
     from liteserve.predlog import PredictionLog
+    from liteserve.records import ONLINE_PREFIX, hour_path
 
     sqs, _ = aws
     alerts = _alert_queue(sqs)

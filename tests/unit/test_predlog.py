@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
-from liteserve.evaluation.records import Signatures, parse_line, parse_lines
 from liteserve.http import Request, response
 from liteserve.predlog import INSTANCE_KIND, PredictionLog
+from liteserve.records import Signatures, parse_line, parse_lines
 
 from tests.support import MODEL_ROOT, http_event
 

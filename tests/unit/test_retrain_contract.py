@@ -15,8 +15,8 @@ import jsonschema
 import numpy as np
 import pytest
 from liteserve.evaluation.labels import Label, LabelStore
-from liteserve.evaluation.records import batch_object
 from liteserve.manifest_schema import SCHEMA_PATH, InvalidManifest, check
+from liteserve.records import batch_object
 
 from liteserve_dev import cli
 from liteserve_dev.retraining import (

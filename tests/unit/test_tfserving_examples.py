@@ -9,10 +9,10 @@ import numpy as np
 import orjson
 import pytest
 from liteserve.errors import BadRequest, LiteserveError
-from liteserve.evaluation.records import Signatures, parse_line
 from liteserve.http import Request
 from liteserve.manifest import SignatureSpec, TensorSpec
 from liteserve.protocols import tfserving
+from liteserve.records import Signatures, parse_line
 
 from tests.support import MODEL_ROOT, FakeLambdaContext, http_event, import_predict_handler
 

@@ -10,10 +10,10 @@ import numpy as np
 import orjson
 import pytest
 from liteserve.errors import BadRequest
-from liteserve.evaluation.records import Signatures, parse_line
 from liteserve.http import Binary, Request
 from liteserve.manifest import SignatureSpec, TensorSpec
 from liteserve.protocols import v2
+from liteserve.records import Signatures, parse_line
 from liteserve.service import PredictService
 
 from tests.support import MODEL_ROOT, FakeLambdaContext, http_event, import_predict_handler

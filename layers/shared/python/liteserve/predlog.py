@@ -17,7 +17,7 @@ rejection rate without labels:
 
     {"liteserve":"prediction.rejected","time":..,"request_id":..,"model":..,"protocol":..,"status":400,"kind":..}
 
-`parse_line` turns either form back into per-key records (see `liteserve.evaluation.records`).
+`parse_line` turns either form back into per-key records (see `liteserve.records`).
 """
 
 from __future__ import annotations

@@ -31,9 +31,9 @@ from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
 from liteserve.batch.records import RowFormat, csv_columns, input_fields
 from liteserve.batch.storage import Job, JobStore, ResultsCache, ShardQueue
 from liteserve.errors import LiteserveError
-from liteserve.evaluation.records import batch_object
 from liteserve.lines import line_too_long
 from liteserve.protocols.tfserving import instance_objects
+from liteserve.records import batch_object
 
 if TYPE_CHECKING:  # the handler passes the models in: the batch API's reads import no interpreter
     from liteserve.runtime import Model, ModelRepository

@@ -14,8 +14,8 @@ from typing import Any
 import orjson
 
 from liteserve.evaluation.labels import parse_items
-from liteserve.evaluation.records import hour_path
 from liteserve.protocols import schemas
+from liteserve.records import hour_path
 
 EDGE_PREFIX = "predictions/edge/"
 MAX_RECORDS = 1000  # per POST /v1/edge/agreements

@@ -26,13 +26,13 @@ from liteserve.evaluation.labels import LabelStore
 from liteserve.evaluation.metrics import classification_report, regression_report
 from liteserve.evaluation.policy import Decision, RetrainPolicy, decide
 from liteserve.evaluation.quality import error_trend, inputs_quality, metric_trend
-from liteserve.evaluation.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, read_object
 from liteserve.evaluation.report import render_html
 from liteserve.evaluation.task import Task, numeric_label
 from liteserve.manifest import Manifest
 from liteserve.promotion.decide import task_metric
 from liteserve.promotion.registry import Registry
 from liteserve.promotion.service import Promoter
+from liteserve.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, latest_per_key, read_object
 from liteserve.times import iso
 
 logger = logging.getLogger(__name__)
@@ -97,20 +97,6 @@ class Window:
             "end_iso": iso(self.end),
             "lookback_hours": self.lookback_hours,
         }
-
-
-def latest_per_key(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One record per key (the latest); unkeyed records are all kept (they still count for drift)."""
-    keyed: dict[str, dict[str, Any]] = {}
-    unkeyed = []
-    for rec in records:
-        if rec.get("key") is None:
-            unkeyed.append(rec)
-            continue
-        key = str(rec["key"])
-        if key not in keyed or (rec.get("time") or 0) >= (keyed[key].get("time") or 0):
-            keyed[key] = rec
-    return [*keyed.values(), *unkeyed]
 
 
 def evaluate_group(

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 
 import orjson
 
-from liteserve.evaluation.records import ONLINE_PREFIX, hour_path
+from liteserve.records import ONLINE_PREFIX, hour_path
 
 FILTER_PATTERN = (
     '{ ($.liteserve = "prediction") || ($.liteserve = "prediction.instance") || ($.liteserve = "prediction.rejected") }'

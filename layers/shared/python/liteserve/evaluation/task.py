@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from liteserve.evaluation.records import record_inputs
 from liteserve.manifest import DEFAULT_SIGNATURE, Manifest
+from liteserve.records import record_inputs
 
 _OUTPUT_ROLES = {
     "classification": ("class_id", "probabilities", "logits"),

@@ -12,8 +12,8 @@ import orjson
 from botocore.exceptions import ClientError
 
 from liteserve.adapters import ObjectStore
-from liteserve.evaluation.records import record_inputs
 from liteserve.manifest import Manifest
+from liteserve.records import record_inputs
 from liteserve.times import iso
 
 MODEL_FILES = ("model.tflite", "manifest.json")

@@ -1,4 +1,5 @@
-"""Per-key prediction records: `{key, time, model, version, signature, source, inputs, outputs}`.
+"""The one prediction-record format, written by the batch workers and read by the evaluation and the retraining:
+per-key records `{key, time, model, version, signature, source, inputs, outputs}`.
 
 `inputs` maps each of the signature's input names to this instance's value (a number or nested list); `outputs`
 each returned output's. Records
@@ -57,6 +58,20 @@ def record_inputs(record: dict[str, Any], input_names: Sequence[str]) -> dict[st
             raise ValueError(f"record has one input `x` but the signature has {len(input_names)}: {list(input_names)}")
         return {input_names[0]: record["x"]}
     raise ValueError("record has no inputs")
+
+
+def latest_per_key(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One record per key (the latest); unkeyed records are all kept (they still count for drift)."""
+    keyed: dict[str, dict[str, Any]] = {}
+    unkeyed = []
+    for rec in records:
+        if rec.get("key") is None:
+            unkeyed.append(rec)
+            continue
+        key = str(rec["key"])
+        if key not in keyed or (rec.get("time") or 0) >= (keyed[key].get("time") or 0):
+            keyed[key] = rec
+    return [*keyed.values(), *unkeyed]
 
 
 def parse_line(line: str | bytes, signatures: Signatures, key_field: str = "key") -> list[dict[str, Any]]:
