@@ -15,7 +15,7 @@ from typing import Any, Literal
 import boto3
 import orjson
 from botocore.exceptions import ClientError
-from liteserve.promotion.registry import prefix  # one layout for the job that writes and the gate that reads
+from liteserve.registry import prefix  # one layout for the job that writes and the gate that reads
 
 CLAIM_FILE = "claim.json"
 MANIFEST_FILE = "manifest.json"

@@ -10,7 +10,7 @@ from liteserve.batch.jobs import BatchConfig, Pipeline
 from liteserve.events import HTTP, expects
 from liteserve.http import Request, Result, Router, serve
 from liteserve.observability import logger
-from liteserve.promotion.registry import Registry
+from liteserve.registry import Registry
 
 pipeline = Pipeline(BatchConfig.from_env())
 registry = Registry(pipeline.store)

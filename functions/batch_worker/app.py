@@ -13,7 +13,7 @@ from liteserve.batch.jobs import BatchConfig, Pipeline
 from liteserve.events import SQS, expects
 from liteserve.observability import emit, logger
 from liteserve.promotion.live import LiveModels
-from liteserve.promotion.registry import Registry
+from liteserve.registry import Registry
 from liteserve.runtime import default_repository
 
 config = BatchConfig.from_env()

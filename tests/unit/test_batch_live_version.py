@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from liteserve.adapters import ObjectStore
 from liteserve.batch.jobs import BatchConfig, Pipeline
 from liteserve.promotion.live import LiveModels
-from liteserve.promotion.registry import Registry
+from liteserve.registry import Registry
 from liteserve.runtime import Model, ModelRepository
 
 from tests.support import MODEL_ROOT

@@ -16,8 +16,8 @@ import pytest
 from liteserve.adapters import ObjectStore
 from liteserve.promotion.decide import PromotionPolicy, gate, int8_fidelity, review_canary
 from liteserve.promotion.deploy import Routing, extract_model, layer_name_of, replace_model
-from liteserve.promotion.registry import Registry
 from liteserve.promotion.service import Promoter, PromotionConfig
+from liteserve.registry import Registry
 from moto import mock_aws
 
 from tests.support import MODEL_ROOT

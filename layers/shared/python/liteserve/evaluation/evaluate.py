@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 import boto3
 import numpy as np
@@ -27,16 +27,22 @@ from liteserve.evaluation.metrics import classification_report, regression_repor
 from liteserve.evaluation.policy import Decision, RetrainPolicy, decide
 from liteserve.evaluation.quality import error_trend, inputs_quality, metric_trend
 from liteserve.evaluation.report import render_html
-from liteserve.evaluation.task import Task, numeric_label
+from liteserve.evaluation.task import Task, numeric_label, task_metric
 from liteserve.manifest import Manifest
-from liteserve.promotion.decide import task_metric
-from liteserve.promotion.registry import Registry
-from liteserve.promotion.service import Promoter
 from liteserve.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, latest_per_key, read_object
+from liteserve.registry import Registry
 from liteserve.times import iso
 
 logger = logging.getLogger(__name__)
 RESEND_AFTER_S = 900  # a claimed window whose event was never marked sent is re-sent by a later run after this
+
+
+class Promoter(Protocol):
+    """What the evaluator asks of the promoter (`liteserve.promotion.service.Promoter`, which the evaluate handler
+    passes in: evaluation imports nothing of promotion): promote or roll back a running canary from the scores each
+    version earned since the canary started. Returns the verdict (its `as_dict()` goes in the report) or None."""
+
+    def review(self, model: str, since_canary: dict[str, Any]) -> Any: ...
 
 
 @dataclass(frozen=True)

@@ -184,3 +184,35 @@ def numeric_label(text: str) -> float | None:
     except (TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class TaskMetric:
+    """The labelled metric a task's gate and canary review compare."""
+
+    task: str
+    name: str  # the key of the metric in holdout scores and in the evaluator's per-version numbers
+    higher_is_better: bool
+    relative: bool  # margin and tolerance are shares of the baseline's value (an error has the target's scale)
+
+    def gain(self, base: float, new: float) -> float:
+        """How much better `new` is than `base`: a difference of accuracies, a relative reduction of an error."""
+        diff = new - base if self.higher_is_better else base - new
+        return diff / max(base, 1e-12) if self.relative else diff
+
+    def show(self, value: float, signed: bool = True) -> str:
+        """A gain (signed) or a margin as the reasons print it: a share of the baseline, or metric points."""
+        if self.relative:
+            return f"{value:+.2%}" if signed else f"{value:.2%}"
+        return f"{value:+.4f}" if signed else f"{value:g}"
+
+
+TASK_METRICS = {
+    "classification": TaskMetric("classification", "accuracy", higher_is_better=True, relative=False),
+    "regression": TaskMetric("regression", "rmse", higher_is_better=False, relative=True),
+}
+
+
+def task_metric(kind: str) -> TaskMetric | None:
+    """The metric promotion compares for a task kind; None for a task without labelled metrics (embedding)."""
+    return TASK_METRICS.get(kind)

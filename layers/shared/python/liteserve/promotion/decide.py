@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from liteserve.evaluation.task import task_metric
+
 # The same fidelity bar the training build enforces (training/build.py); re-checked here from the manifest, so a
 # candidate written by anything else cannot slip through.
 MAX_INT8_DROP = 0.005
@@ -17,38 +19,6 @@ MIN_INT8_AGREEMENT = 0.99
 # used when the manifest records none, and how much higher the int8 model's holdout RMSE may be than the float one's.
 MAX_REL_ERROR = 0.05
 MAX_INT8_RMSE_RISE = 0.05
-
-
-@dataclass(frozen=True)
-class TaskMetric:
-    """The labelled metric a task's gate and canary review compare."""
-
-    task: str
-    name: str  # the key of the metric in holdout scores and in the evaluator's per-version numbers
-    higher_is_better: bool
-    relative: bool  # margin and tolerance are shares of the baseline's value (an error has the target's scale)
-
-    def gain(self, base: float, new: float) -> float:
-        """How much better `new` is than `base`: a difference of accuracies, a relative reduction of an error."""
-        diff = new - base if self.higher_is_better else base - new
-        return diff / max(base, 1e-12) if self.relative else diff
-
-    def show(self, value: float, signed: bool = True) -> str:
-        """A gain (signed) or a margin as the reasons print it: a share of the baseline, or metric points."""
-        if self.relative:
-            return f"{value:+.2%}" if signed else f"{value:.2%}"
-        return f"{value:+.4f}" if signed else f"{value:g}"
-
-
-TASK_METRICS = {
-    "classification": TaskMetric("classification", "accuracy", higher_is_better=True, relative=False),
-    "regression": TaskMetric("regression", "rmse", higher_is_better=False, relative=True),
-}
-
-
-def task_metric(kind: str) -> TaskMetric | None:
-    """The metric promotion compares for a task kind; None for a task without labelled metrics (embedding)."""
-    return TASK_METRICS.get(kind)
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from liteserve.promotion.registry import Registry
+from liteserve.registry import Registry
 from liteserve.runtime import Model, ModelRepository
 
 

@@ -15,7 +15,7 @@ import orjson
 
 from liteserve.adapters import ObjectStore
 from liteserve.evaluation.metrics import regression_report
-from liteserve.evaluation.task import Task, numeric_label
+from liteserve.evaluation.task import Task, numeric_label, task_metric
 from liteserve.manifest import Manifest
 from liteserve.promotion.decide import (
     MAX_REL_ERROR,
@@ -25,11 +25,10 @@ from liteserve.promotion.decide import (
     gate,
     not_judged,
     review_canary,
-    task_metric,
 )
 from liteserve.promotion.deploy import LambdaDeployer, extract_model, replace_model
-from liteserve.promotion.registry import MODEL_FILES, Registry, prefix
 from liteserve.protocols.labels import class_labels
+from liteserve.registry import MODEL_FILES, Registry, prefix
 from liteserve.runtime import Model
 
 
