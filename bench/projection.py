@@ -99,8 +99,8 @@ ASSUMED: dict[str, Source] = {
 
 @dataclass(frozen=True)
 class PipelineShape:
-    """What one job costs in requests besides compute, read from liteserve/batch/jobs.py + storage.py as they are at
-    this commit (update when the batch rewrite lands)."""
+    """What one job costs in requests besides compute, read from liteserve/batch/jobs.py, storage.py and adapters.py
+    as they are at this commit (update when the batch rewrite lands)."""
 
     s3_get_per_shard: int = 1  # the shard's byte range
     s3_put_per_shard: int = 2  # results part + prediction-log batch object (an error part only when rows fail)
