@@ -1,5 +1,6 @@
-"""Functions without a model layer import no interpreter: each handler is imported in a fresh interpreter whose path is
-laid out as Lambda's (the function's folder, the shared layer's python/, the dependencies; no site, no test helpers)."""
+"""Functions without the model layer import no interpreter: each such handler of template.yaml is imported in a fresh
+interpreter whose path is laid out as Lambda's (the function's folder, the shared layer's python/, the dependencies; no
+site, no test helpers)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+
+from localcloud.template import load_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 INTERPRETER = ("ai_edge_litert", "tflite_runtime", "liteserve.runtime")
@@ -47,7 +50,21 @@ def loaded_after_import(function: str) -> list[str]:
     return json.loads(out.stdout)
 
 
-@pytest.mark.parametrize("function", ["batch_api", "labels"])
+def without_model_layer() -> list[str]:
+    """The function folders of template.yaml's functions that do not get the model layer."""
+    resources = load_yaml(ROOT / "template.yaml")["Resources"].values()
+    return sorted(
+        Path(r["Properties"]["CodeUri"]).name
+        for r in resources
+        if r["Type"] == "AWS::Serverless::Function" and {"Ref": "ModelLayer"} not in r["Properties"].get("Layers", [])
+    )
+
+
+def test_the_batch_api_and_labels_functions_have_no_model_layer():
+    assert {"batch_api", "labels"} <= set(without_model_layer())
+
+
+@pytest.mark.parametrize("function", without_model_layer())
 def test_handler_imports_without_the_interpreter(function):
     assert loaded_after_import(function) == []
 
