@@ -172,7 +172,7 @@ def load_jsonl(path: Path) -> Rows:
 
 
 def load_scenario_dir(path: Path) -> Rows:
-    """Rows from a `liteserve.evaluation.scenario` folder: time and label from timeline.jsonl, inputs by key from
+    """Rows from a `liteserve_dev.scenario` folder: time and label from timeline.jsonl, inputs by key from
     requests/**/*.json (TF Serving keyed bodies) and batch/*.jsonl."""
     timeline = path / "timeline.jsonl"
     if not timeline.is_file():
@@ -223,8 +223,8 @@ def load(path: str | Path) -> Rows:
 
 
 def _scenario_module() -> types.ModuleType:
-    """`liteserve.evaluation.scenario`, imported only when rows are generated."""
-    from liteserve.evaluation import scenario
+    """`liteserve_dev.scenario`, imported only when rows are generated."""
+    from liteserve_dev import scenario
 
     return scenario
 

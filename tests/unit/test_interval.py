@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from liteserve.evaluation import scenario as scen
 
+from liteserve_dev import scenario as scen
 from training import interval as iv
 
 T = np.arange(30) + 0.5  # daily slice midpoints
