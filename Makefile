@@ -136,13 +136,13 @@ demo: venv train-venv $(MODEL_FILES) ## the end-to-end story on the embedded def
 # Micro-benchmarks run in BENCH_PROCESSES fresh processes (default 5) and report medians with min/max; the cold start
 # builds the runtime layer into bench/.cache once when there is no `sam build` output; packaging runs in .venv-train.
 bench: venv train-venv $(MODEL_FILES) ## run every benchmark in bench/: bench/results.json + the table bench/results.md (printed)
-	$(BIN)/python bench/run_all.py
+	PYTHONPATH=layers/shared/python $(BIN)/python -m bench.run_all
 
 projection: venv $(MODEL_FILES) ## AWS wall time and cost of 10 M/100 M/1 B rows (PROJECTION_ARGS="--concurrency 100")
-	$(BIN)/python bench/projection.py --table $(PROJECTION_ARGS)
+	PYTHONPATH=layers/shared/python $(BIN)/python -m bench.projection --table $(PROJECTION_ARGS)
 
 load: venv $(MODEL_FILES) ## load test of the local HTTP API: 60 s at concurrency 16 (LOAD_SECONDS=20 for less)
-	$(BIN)/python bench/load.py --seconds $(or $(LOAD_SECONDS),60)
+	PYTHONPATH=layers/shared/python $(BIN)/python -m bench.load --seconds $(or $(LOAD_SECONDS),60)
 
 openapi: venv ## regenerate openapi.json from the core's schemas
 	PYTHONPATH=layers/shared/python LITESERVE_MODEL_ROOT=layers/model/models $(BIN)/python -m liteserve.openapi > openapi.json

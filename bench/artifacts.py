@@ -2,7 +2,7 @@
 `sam build` (.aws-sam/build, made by `make sam-check`), next to Lambda's limits and liteserve's own budget.
 Prints JSON; measures the existing build rather than rebuilding (a build takes minutes and needs the network).
 
-Usage: python bench/artifacts.py [BUILD_DIR]
+Usage: python -m bench.artifacts [BUILD_DIR]
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from localcloud.sam_translate import check_size
 
-from localcloud.sam_translate import check_size  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MIB = 1024 * 1024
 UNZIPPED_LIMIT_MIB = 250  # Lambda: function code + all its layers, unzipped

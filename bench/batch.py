@@ -4,7 +4,7 @@ output (the local limit). Also a worker's peak RSS, an AWS cost estimate per mil
 and where the time goes: the limit's stages (read, parse, infer, serialize, write, plus the worker's prediction-log
 object) and the end-to-end run's stages from the _SUCCESS manifest's timestamps (planning, workers, utilization).
 
-Usage: python bench/batch.py [ROWS]   (default 1 000 000; prints JSON)
+Usage: python -m bench.batch [ROWS]   (default 1 000 000; prints JSON)
 """
 
 from __future__ import annotations
@@ -19,17 +19,15 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+from liteserve.batch.jobs import Pipeline
+from liteserve.batch.records import RowFormat
+from liteserve.records import batch_object
+from liteserve.runtime import ModelRepository
+
+from localcloud import LocalCloud
+from training.data import load_xy
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "shared" / "python")]
-
-from liteserve.batch.jobs import Pipeline  # noqa: E402
-from liteserve.batch.records import RowFormat  # noqa: E402
-from liteserve.records import batch_object  # noqa: E402
-from liteserve.runtime import ModelRepository  # noqa: E402
-
-from localcloud import LocalCloud  # noqa: E402
-from training.data import load_xy  # noqa: E402
 
 SHARD_BYTES = 4 * 1024 * 1024  # the template's default
 # us-east-1 list prices (2026): Lambda x86 per GB-s and per request, SQS standard per request,

@@ -17,7 +17,7 @@ cases put the goal in context: ``libraries_floor`` (the raw interpreter plus imp
 and Metrics: what the chosen libraries cost before any liteserve code), and the handler against the raw interpreter
 both after what the Lambda runtime's own bootstrap imports before the handler (``*_after_runtime_bootstrap``).
 
-Usage: python bench/cold_start.py [REPEATS]
+Usage: python -m bench.cold_start [REPEATS]
 """
 
 from __future__ import annotations
@@ -34,11 +34,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from layers.runtime.check_layer import _runtime_standin
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-
-from layers.runtime.check_layer import _runtime_standin  # noqa: E402
 
 MODEL_ROOT = ROOT / "layers" / "model" / "models"
 SAM_RUNTIME_LAYER = ROOT / ".aws-sam" / "build" / "RuntimeLayer"

@@ -2,9 +2,9 @@
 request count; every answer is checked (status 200, keys back in order). Prints JSON: throughput, p50/p99, errors,
 and the same figures at concurrency 1 measured first in the same process (the baseline the scaling ratio uses).
 
-    python bench/load.py                      # starts its own local cloud: 60 s at concurrency 16
-    python bench/load.py --seconds 20         # shorter
-    python bench/load.py --url http://127.0.0.1:3000 --seconds 10 --concurrency 4   # against `make up`
+    python -m bench.load                      # starts its own local cloud: 60 s at concurrency 16
+    python -m bench.load --seconds 20         # shorter
+    python -m bench.load --url http://127.0.0.1:3000 --seconds 10 --concurrency 4   # against `make up`
 
 Against `make up` the bearer token comes from LITESERVE_LOCAL_TOKEN, else the local state folder's token file.
 """
@@ -150,7 +150,6 @@ class Run:
 def api(url: str | None) -> Iterator[tuple[str, dict[str, str]]]:
     """(base URL, auth header) of the given API (must be on 127.0.0.1/localhost), or of a local cloud of
     template.yaml started for the run."""
-    sys.path.insert(0, str(ROOT))
     from localcloud.auth import bearer, read_token
 
     if url:

@@ -12,15 +12,13 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench.repeat import fold, processes_from_env
 
-from bench.repeat import fold, processes_from_env  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TRAIN_PYTHON = ROOT / ".venv-train" / "bin" / "python"
 ENV = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'layers' / 'shared' / 'python'}", "TF_CPP_MIN_LOG_LEVEL": "3"}

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import repeat
+from tests.support import FakeLambdaContext, http_event, import_predict_handler
 
-from bench import repeat  # noqa: E402
-from tests.support import FakeLambdaContext, http_event, import_predict_handler  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def paired(app, event: dict, iterations: int) -> dict[str, float]:
@@ -95,4 +94,4 @@ if __name__ == "__main__":
     if "--single" in sys.argv:  # one worker process (bench/repeat.py runs several and folds them)
         print(json.dumps({"prediction_log": main()}, indent=2))
     else:
-        print(json.dumps({"prediction_log": repeat.main(__file__, "prediction_log")}, indent=2))
+        print(json.dumps({"prediction_log": repeat.main(__spec__.name, "prediction_log")}, indent=2))

@@ -5,7 +5,7 @@ costs least. Says which limit binds first, and which make a size impossible with
 Every input is either measured (``measure()``, this machine, printed with the result) or one of the constants below,
 each with its source and the date it was read. Assumptions that no document fixes are marked ``assumption``.
 
-Usage: python bench/projection.py [--concurrency 1000] [--memory-mb 1024] [--results bench/results.json]
+Usage: python -m bench.projection [--concurrency 1000] [--memory-mb 1024] [--results bench/results.json]
 (prints JSON, and the Markdown table with --table)
 """
 
@@ -21,11 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.report import duration
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.report import duration  # noqa: E402
 
 MIB = 1024 * 1024
 READ_ON = "2026-12-02"
@@ -319,7 +318,6 @@ def cheapest_shard(rows: int, memory_mb: int, concurrency: int, m: Measured, sha
 # ------------------------------------------------------------------ measurement (this machine)
 def measure(cold_start: dict | None = None, shard_sizes: tuple[int, ...] = (1 * MIB, 4 * MIB)) -> Measured:
     """Time the worker's and the planner's CPU work on real digits rows, outside the batch package's adapters."""
-    sys.path.insert(0, str(ROOT / "layers" / "shared" / "python"))
     from liteserve.batch.jobs import Pipeline
     from liteserve.batch.plan import KeyLedger, cut_shards
     from liteserve.batch.records import RowFormat

@@ -44,16 +44,17 @@ def processes_from_env() -> int:
     return max(1, int(os.environ.get("BENCH_PROCESSES", DEFAULT_PROCESSES)))
 
 
-def main(script: str | Path, key: str, processes: int | None = None) -> dict[str, Any]:
-    """Run ``script --single`` in ``processes`` fresh processes and fold the ``key`` part of their JSON."""
+def main(module: str, key: str, processes: int | None = None) -> dict[str, Any]:
+    """Run ``python -m module --single`` in ``processes`` fresh processes (from the repository root, the environment
+    inherited: PYTHONPATH has the shared layer) and fold the ``key`` part of their JSON."""
     processes = processes or processes_from_env()
     runs = []
     for _ in range(processes):
         proc = subprocess.run(
-            [sys.executable, str(script), "--single"], capture_output=True, text=True, cwd=ROOT, check=False
+            [sys.executable, "-m", module, "--single"], capture_output=True, text=True, cwd=ROOT, check=False
         )
         if proc.returncode != 0:
-            raise SystemExit(f"{script} --single failed:\n{proc.stderr[-4000:]}")
+            raise SystemExit(f"{module} --single failed:\n{proc.stderr[-4000:]}")
         runs.append(json.loads(proc.stdout)[key])
     medians, spread = fold(runs)
     return {**medians, "spread": spread, "processes": processes}

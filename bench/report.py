@@ -1,7 +1,7 @@
 """The benchmark report: one Markdown table built from bench/results.json, each figure next to its reference and
 its goal (ratios, not lone times). `bench/run_all.py` writes it to bench/results.md after a run; on its own:
 
-    python bench/report.py [results.json] [results.md]     # prints the table and writes the .md file
+    python -m bench.report [results.json] [results.md]     # prints the table and writes the .md file
 """
 
 from __future__ import annotations

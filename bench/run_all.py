@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from bench import report
 
-from bench import report  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 # Cheap, in-process ones first; the local-cloud ones start their own cloud. The projection reads the cold start's
 # figures from results.json, which is therefore rewritten after every benchmark.
@@ -36,7 +35,8 @@ def main() -> int:
         if not path.exists():
             continue
         print(f"== {name}", file=sys.stderr, flush=True)
-        proc = subprocess.run([sys.executable, str(path)], capture_output=True, text=True, cwd=HERE.parent)
+        module = f"bench.{path.stem}"
+        proc = subprocess.run([sys.executable, "-m", module], capture_output=True, text=True, cwd=HERE.parent)
         if proc.returncode != 0:
             failed.append(name)
             print(proc.stderr[-4000:], file=sys.stderr)

@@ -22,14 +22,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+from liteserve_edge import EdgeModel, TwoPhaseClient, choose_threshold
+from liteserve_edge.cli import model_accuracy
+
+from tests.support import MODEL_ROOT, FakeLambdaContext, http_event, import_predict_handler
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from liteserve_edge import EdgeModel, TwoPhaseClient, choose_threshold  # noqa: E402
-from liteserve_edge.cli import model_accuracy  # noqa: E402
-
-from tests.support import MODEL_ROOT, FakeLambdaContext, http_event, import_predict_handler  # noqa: E402
 
 EDGE, CLOUD = "digits-edge", "digits-cloud"
 GAP_POINTS, MAX_ESCALATION = 0.5, 0.2

@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from bench import repeat
+from tests.support import FakeLambdaContext, http_event, import_predict_handler
 
-from bench import repeat  # noqa: E402
-from tests.support import FakeLambdaContext, http_event, import_predict_handler  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def percentiles(fn, iterations: int) -> dict[str, float]:
@@ -102,4 +101,4 @@ if __name__ == "__main__":
     if "--single" in sys.argv:  # one worker process (bench/repeat.py runs several and folds them)
         print(json.dumps({"warm": main()}, indent=2))
     else:
-        print(json.dumps({"warm": repeat.main(__file__, "warm")}, indent=2))
+        print(json.dumps({"warm": repeat.main(__spec__.name, "warm")}, indent=2))

@@ -342,7 +342,8 @@ def drift_traffic(lc: LocalCloud, name: str, x: Any, y: Any, seed: int, chunk: i
     """Keyed V2 requests of drifted digits (`chunk` rows each: the alias picks a version per request), then their
     labels; returns how many rows each model version served."""
     import numpy as np
-    from liteserve.evaluation.scenario import corrupt
+
+    from liteserve_dev.scenario import corrupt
 
     drifted = corrupt(np.asarray(x), 0.6, np.random.default_rng(seed), DRIFT_KINDS)
     keys = [f"{name}-{i:04d}" for i in range(len(drifted))]

@@ -12,12 +12,10 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from localcloud import control
 from localcloud.auth import TOKEN_ENV, new_token, token_path, write_token
 
 EXIT_USAGE = 2
@@ -98,15 +96,7 @@ def _running(args: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def _control(info: dict[str, Any], method: str, path: str, body: Any = None, timeout: float = 900) -> Any:
-    data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(
-        info["control_url"] + path, data=data, method=method, headers={"content-type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return json.loads(r.read())
-    except urllib.error.HTTPError as exc:
-        return json.loads(exc.read())
+    return control.call(info["control_url"], method, path, body, timeout)
 
 
 # ---------------------------------------------------------------------------------------------------------- verbs
@@ -228,13 +218,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     cloud.start()
     # Loopback only, whatever --host says: the control port is not behind the API token and can invoke anything.
-    control = _control_server(cloud, "127.0.0.1", args.control_port)
-    threading.Thread(target=control.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+    control_api = control.server(cloud, "127.0.0.1", args.control_port)
+    threading.Thread(target=control_api.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
     info = {
         "pid": os.getpid(),
         "api_url": cloud.api_url,
         "endpoint_url": cloud.endpoint_url,
-        "control_url": f"http://127.0.0.1:{control.server_address[1]}",
+        "control_url": f"http://127.0.0.1:{control_api.server_address[1]}",
         "template": str(cloud.template_path),
         "state_dir": str(cloud.state_dir),
         "token_file": str(token_path(args.state_dir).resolve()) if token_path(args.state_dir).exists() else None,
@@ -249,77 +239,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         stop.wait()
     finally:
         logging.info("stopping")
-        control.shutdown()
+        control_api.shutdown()
         cloud.stop()
         paths["info"].unlink(missing_ok=True)
         paths["pid"].unlink(missing_ok=True)
         logging.info("stopped")
     return 0
-
-
-def _control_server(cloud: Any, host: str, port: int) -> ThreadingHTTPServer:
-    from localcloud.runtime import InvocationError
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *a: Any) -> None:
-            logging.getLogger("localcloud.control").info(format, *a)
-
-        def _reply(self, status: int, body: Any) -> None:
-            data = json.dumps(body, default=str).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            if self.path == "/status":
-                self._reply(200, {"ok": True, "result": cloud.status()})
-            elif self.path.startswith("/env/"):
-                try:
-                    self._reply(200, {"ok": True, "result": cloud.environment(self.path[5:])})
-                except KeyError as exc:
-                    error = {"errorType": "ResourceNotFound", "errorMessage": str(exc.args[0])}
-                    self._reply(404, {"ok": False, "error": error})
-            else:
-                self._reply(404, {"ok": False, "error": {"errorMessage": "not found"}})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("content-length") or 0)
-            body = json.loads(self.rfile.read(length)) if length else None
-            verb, _, name = self.path.strip("/").partition("/")
-            try:
-                if verb == "invoke":
-                    result: Any = cloud.invoke(name, body)
-                elif verb == "fire":
-                    result = cloud.fire_schedule(name)
-                elif verb == "build":
-                    result = cloud.start_build(name, body or None)
-                elif verb == "flush-logs":
-                    result = cloud.flush_logs()
-                elif verb == "reset":
-                    cloud.reset(recycle=True)
-                    result = None
-                else:
-                    self._reply(404, {"ok": False, "error": {"errorMessage": f"unknown verb {verb}"}})
-                    return
-            except InvocationError as exc:
-                self._reply(200, {"ok": False, "error": exc.payload})
-                return
-            except KeyError as exc:
-                self._reply(
-                    404, {"ok": False, "error": {"errorType": "ResourceNotFound", "errorMessage": str(exc.args[0])}}
-                )
-                return
-            except Exception as exc:
-                logging.exception("control %s failed", self.path)
-                self._reply(500, {"ok": False, "error": {"errorType": type(exc).__name__, "errorMessage": str(exc)}})
-                return
-            self._reply(200, {"ok": True, "result": result})
-
-    server = ThreadingHTTPServer((host, port), Handler)
-    server.daemon_threads = True
-    return server
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -359,16 +359,22 @@ class LocalCloud:
 
     def environment(self, function: str) -> dict[str, str]:
         """What a person's command needs to act as ``function`` against this cloud: the function's variables from
-        the template, the AWS endpoint and test credentials, and the shared package on PYTHONPATH."""
+        the template, the AWS endpoint and test credentials, and its layers as the template declares them (each
+        layer's ContentUri folder): their ``python/`` folders on PYTHONPATH, and every variable that names a path under
+        /opt pointed at the layer folder that holds it."""
         if function not in self.specs:
             raise KeyError(f"unknown function {function!r} (known: {', '.join(sorted(self.specs))})")
-        env = {**self.specs[function].env, **base_environment(self.region, self.endpoint_url)}
+        spec = self.specs[function]
+        env = {**spec.env, **base_environment(self.region, self.endpoint_url)}
         for drop in ("PATH", "HOME", "LANG", "TZ"):  # keep the caller's shell
             env.pop(drop, None)
-        shared = self.tpl.base_dir / "layers" / "shared" / "python"
-        env["PYTHONPATH"] = str(shared)
-        if env.get("LITESERVE_MODEL_ROOT", "").startswith("/opt/"):
-            env["LITESERVE_MODEL_ROOT"] = str(self.tpl.base_dir / "layers" / "model" / env["LITESERVE_MODEL_ROOT"][5:])
+        env["PYTHONPATH"] = os.pathsep.join(str(d / "python") for d in spec.layer_dirs if (d / "python").is_dir())
+        for name, value in spec.env.items():
+            if value.startswith("/opt/"):
+                # Later layers win in /opt, as build_opt overlays them.
+                found = [d / value[5:] for d in spec.layer_dirs if (d / value[5:]).exists()]
+                if found:
+                    env[name] = str(found[-1])
         return env
 
     def start_build(self, project: str, env: dict[str, str] | None = None) -> dict[str, Any]:

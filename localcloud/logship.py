@@ -178,6 +178,13 @@ def firehose_prefix(prefix: str, now: float) -> str:
     return re.sub(r"!\{([^}]+)\}", repl, prefix)
 
 
+def object_key(stream: str, prefix: str, now: float, compressed: bool = True) -> str:
+    """The S3 key Firehose gives the object it writes at `now`: the evaluated prefix (``YYYY/MM/DD/HH/`` appended when
+    it has no ``!{timestamp}``), then ``<stream>-1-YYYY-MM-DD-HH-MM-SS-<uuid>`` (``.gz`` when GZIP-compressed)."""
+    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now))
+    return f"{firehose_prefix(prefix, now)}{stream}-1-{stamp}-{uuid.uuid4()}{'.gz' if compressed else ''}"
+
+
 @dataclass
 class Subscription:
     """One subscription filter bound to a function's log file and a Firehose S3 destination."""
@@ -309,8 +316,7 @@ class LogShipper:
                     ).encode()
                 if s.gzip:
                     body = gzip.compress(body, mtime=0)
-                stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now))
-                key = f"{firehose_prefix(s.prefix, now)}{s.stream}-1-{stamp}-{uuid.uuid4()}{'.gz' if s.gzip else ''}"
+                key = object_key(s.stream, s.prefix, now, compressed=s.gzip)
                 self.s3.put_object(Bucket=s.bucket, Key=key, Body=body)
                 log.info("%s: %d line(s) -> s3://%s/%s", s.name, len(s.pending), s.bucket, key)
                 s.pending = []

@@ -105,14 +105,12 @@ def predict_env() -> dict[str, str]:
 
 
 def import_predict_handler() -> Any:
-    """Import functions/predict/app.py as Lambda would (code dir and layer python/ on sys.path)."""
+    """functions/predict/app.py as Lambda would run it, with the predict function's environment set first (one module
+    per process, as a warm Lambda container keeps it)."""
     os.environ.update({k: v for k, v in predict_env().items() if k not in os.environ})
-    for path in (ROOT / "functions" / "predict", ROOT / "layers" / "shared" / "python"):
-        if str(path) not in sys.path:
-            sys.path.insert(0, str(path))
-    import app  # type: ignore[import-not-found]
-
-    return app
+    if "handler_predict" not in sys.modules:
+        sys.modules["handler_predict"] = _load_handler("predict")
+    return sys.modules["handler_predict"]
 
 
 def create_labels_table(ddb: Any, name: str) -> None:
@@ -141,14 +139,19 @@ def create_labels_table(ddb: Any, name: str) -> None:
 
 def import_handler(folder: str, env: dict[str, str]) -> Any:
     """Import functions/<folder>/app.py under a module name of its own (every handler module is called `app`), with
-    the shared package on sys.path and `env` set first, as Lambda would have it."""
-    import importlib.util
-
+    `env` set first, as Lambda would have it (a fresh module on every call)."""
     for key, value in env.items():
         os.environ.setdefault(key, value)
-    shared = str(ROOT / "layers" / "shared" / "python")
-    if shared not in sys.path:
-        sys.path.insert(0, shared)
+    return _load_handler(folder)
+
+
+def _load_handler(folder: str) -> Any:
+    """functions/<folder>/app.py executed from its file as module `handler_<folder>`. No sys.path edit: the shared
+    package (`liteserve`, the layer's python/) is importable already — pytest's `pythonpath` setting and the Makefile's
+    PYTHONPATH put layers/shared/python on the path as Lambda puts /opt/python; handlers import nothing from their own
+    folder."""
+    import importlib.util
+
     spec = importlib.util.spec_from_file_location(f"handler_{folder}", ROOT / "functions" / folder / "app.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import numpy as np
 import orjson
 import pytest
-from liteserve.evaluation.logship import matches
-from liteserve.evaluation.scenario import corrupt
 
+from liteserve_dev.logship import matches
+from liteserve_dev.scenario import corrupt
 from localcloud import LocalCloud
 from tests.integration.conftest import Events, post, project_cloud, wait_for
 

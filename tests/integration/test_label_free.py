@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from liteserve.evaluation.scenario import corrupt
 
+from liteserve_dev.scenario import corrupt
 from localcloud import LocalCloud
 from tests.integration.conftest import Events, post, project_cloud
 

@@ -17,14 +17,14 @@ import numpy as np
 import orjson
 import pytest
 from liteserve.evaluation.labels import Label, LabelStore
-from liteserve.evaluation.logship import object_key, ship
-from liteserve.evaluation.scenario import Scenario, generate
 from liteserve.http import Request, response
 from liteserve.predlog import PredictionLog
 from liteserve.records import batch_object
 from liteserve.runtime import Model, ModelRepository
 from liteserve.service import PredictService, ServingConfig
 
+from liteserve_dev.logship import object_key, ship
+from liteserve_dev.scenario import Scenario, generate
 from tests.support import MODEL_ROOT, ROOT, create_labels_table, http_event
 from training.recent import is_holdout
 from training.registry import CandidateRegistry, Entry, Plan, plan

@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from liteserve.evaluation.scenario import corrupt
 from liteserve.promotion.decide import PromotionPolicy
 from liteserve.promotion.service import Promoter, PromotionConfig
 
+from liteserve_dev.scenario import corrupt
 from localcloud import LocalCloud
 from localcloud.metrics import from_logs
 from tests.integration.conftest import Events, infer_served, post, project_cloud, wait_for

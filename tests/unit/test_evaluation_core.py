@@ -12,14 +12,14 @@ import pytest
 from liteserve.errors import BadRequest
 from liteserve.evaluation import labels as lab
 from liteserve.evaluation.evaluate import DecisionStore, EvaluationConfig, Evaluator, Window
-from liteserve.evaluation.logship import matches, object_key, ship
 from liteserve.evaluation.policy import RetrainPolicy
 from liteserve.evaluation.report import render_html
-from liteserve.evaluation.scenario import Scenario, generate, write
 from liteserve.promotion.decide import Verdict
 from liteserve.records import Signatures, batch_object, latest_per_key, read_object
 from moto import mock_aws
 
+from liteserve_dev.logship import matches, object_key, ship
+from liteserve_dev.scenario import Scenario, generate, write
 from tests.support import MODEL_ROOT, create_labels_table
 
 T0 = 1795835400.0  # 2026-11-28T03:10:00Z
@@ -243,8 +243,8 @@ def test_scenario_is_deterministic_and_writes_requests_batches_and_delayed_label
 
 def test_template_filter_pattern_is_the_one_liteserve_ships_and_the_local_cloud_agrees():
     import yaml
-    from liteserve.evaluation.logship import FILTER_PATTERN
 
+    from liteserve_dev.logship import FILTER_PATTERN
     from localcloud.logship import compile_pattern
 
     class Loader(yaml.SafeLoader):

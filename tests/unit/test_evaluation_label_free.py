@@ -13,9 +13,9 @@ import pytest
 from liteserve.evaluation.evaluate import EvaluationConfig, Evaluator
 from liteserve.evaluation.policy import RetrainPolicy, decide
 from liteserve.evaluation.quality import QualityThresholds, data_quality, metric_trend
-from liteserve.evaluation.scenario import Scenario, generate
 from liteserve.records import batch_object
 
+from liteserve_dev.scenario import Scenario, generate
 from tests.support import MODEL_ROOT
 from tests.unit.test_evaluation_core import T0, aws
 

@@ -12,9 +12,9 @@ import pytest
 from liteserve.evaluation import labels as lab
 from liteserve.evaluation.evaluate import EvaluationConfig, Evaluator
 from liteserve.evaluation.policy import RetrainPolicy
-from liteserve.evaluation.scenario import Scenario, generate
 from liteserve.records import batch_object
 
+from liteserve_dev.scenario import Scenario, generate
 from tests.support import MODEL_ROOT
 from tests.unit.test_evaluation_core import aws  # noqa: F401 - the in-process AWS fixture
 

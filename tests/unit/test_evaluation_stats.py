@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from liteserve.evaluation import drift, metrics
 from liteserve.evaluation.drift import Thresholds
-from liteserve.evaluation.scenario import corrupt
 from liteserve.manifest import Manifest
 from scipy.spatial.distance import jensenshannon
 from scipy.stats import ks_2samp, kstwobign
 from sklearn import metrics as sk
 
+from liteserve_dev.scenario import corrupt
 from tests.support import MODEL_ROOT
 
 

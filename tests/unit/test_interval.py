@@ -1,4 +1,4 @@
-"""Retraining-interval estimate (training/interval.py): decay fits with known answers, slicing, loading, the plot,
+"""Retraining-interval estimate (training/interval/): decay fits with known answers, slicing, loading, the plot,
 and the whole pipeline with a numpy stand-in for the Keras trainer (no TensorFlow in the dev venv)."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from liteserve.evaluation import scenario as scen
 
+from liteserve_dev import scenario as scen
 from training import interval as iv
 
 T = np.arange(30) + 0.5  # daily slice midpoints
@@ -302,7 +302,7 @@ def test_cli_reports_bad_input_with_status_2(tmp_path: Path, capsys: pytest.Capt
 def test_cli_end_to_end_with_a_stand_in_trainer(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(iv, "keras_trainer", lambda spec, epochs: centroid_trainer)
+    monkeypatch.setattr(iv.pipeline, "keras_trainer", lambda spec, epochs: centroid_trainer)
     args = ["--generate", "--days", "12", "--per-day", "200", "--drift-start", "5", "--cutoff", "+3d"]
     assert iv.main([*args, "--slice", "12h", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out.splitlines()

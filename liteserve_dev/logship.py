@@ -3,20 +3,21 @@
 On AWS: the subscription filter `{ $.liteserve = "prediction" }` on the predict log group sends matching log
 events to Firehose; Firehose decompresses them (Decompression processor), keeps only each event's message
 (CloudWatchLogProcessing, DataMessageExtraction), appends a newline (AppendDelimiterToRecord), gzips the buffer
-and writes one object under `predictions/online/YYYY/MM/DD/HH/`. The local cloud does not emulate subscription
-filters: it (or a test) calls `ship` on a function's stdout lines and puts the object at `object_key(...)`.
+and writes one object under `predictions/online/YYYY/MM/DD/HH/`. The local cloud emulates that delivery from the
+template (`localcloud.logship`); tests that seed prediction logs without running the function call `ship` on log lines
+and put the object at `object_key(...)`, named by the local cloud's one implementation of Firehose's object naming.
 """
 
 from __future__ import annotations
 
 import gzip
 import time
-import uuid
 from collections.abc import Iterable
 
 import orjson
+from liteserve.records import ONLINE_PREFIX
 
-from liteserve.records import ONLINE_PREFIX, hour_path
+from localcloud import logship as firehose
 
 FILTER_PATTERN = (
     '{ ($.liteserve = "prediction") || ($.liteserve = "prediction.instance") || ($.liteserve = "prediction.rejected") }'
@@ -46,6 +47,4 @@ def ship(lines: Iterable[str | bytes]) -> bytes:
 
 def object_key(stream: str, now: float | None = None, prefix: str = ONLINE_PREFIX) -> str:
     """A key as Firehose names objects: `<prefix>YYYY/MM/DD/HH/<stream>-1-YYYY-MM-DD-HH-MM-SS-<uuid>.gz`."""
-    now = time.time() if now is None else now
-    stamp = time.strftime("%Y-%m-%d-%H-%M-%S", time.gmtime(now))
-    return f"{prefix}{hour_path(now)}/{stream}-1-{stamp}-{uuid.uuid4()}.gz"
+    return firehose.object_key(stream, prefix, time.time() if now is None else now, compressed=True)

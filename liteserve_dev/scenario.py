@@ -2,7 +2,7 @@
 covariate drift growing day by day (noise, fading contrast, thicker strokes) and, optionally, concept drift
 (two classes' labels swapped from a given day). Writes request files, batch files and delayed label files.
 
-    python -m liteserve.evaluation.scenario --out /tmp/scenario --days 20 --drift-start 10
+    python -m liteserve_dev.scenario --out /tmp/scenario --days 20 --drift-start 10
 
 Pure numpy once the digits are loaded; the CLI loads them with training.data (scikit-learn, dev venv only).
 """
