@@ -19,7 +19,7 @@ import csv
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -40,6 +40,7 @@ from liteserve.batch.storage import (
 )
 from liteserve.errors import LiteserveError
 from liteserve.evaluation.records import batch_object
+from liteserve.ports import Cache, Events, JobLedger, Objects, Shards
 from liteserve.protocols.tfserving import instance_objects
 from liteserve.runtime import Model, ModelRepository
 
@@ -166,26 +167,36 @@ def _run_objects(prefix: str, names: str) -> re.Pattern[str]:
     return re.compile(re.escape(prefix) + r"run-(\d{6})/(?:" + names + ")")
 
 
-@dataclass
 class Pipeline:
-    """The batch steps, bound to their adapters."""
+    """The batch steps, bound to their adapters (liteserve.ports): pass them in (in-memory fakes in unit tests), or
+    leave them out to get the boto3-backed ones for the resources the config names (`from_env()` in the functions).
+    The results cache is used only when passed in or named by `config.cache_table`."""
 
-    config: BatchConfig
-    models: ModelRepository | VersionedModels | None = None
-    store: ObjectStore = field(init=False)
-    jobs: JobStore = field(init=False)
-    queue: ShardQueue = field(init=False)
-    bus: EventBus = field(init=False)
-    cache: ResultsCache | None = field(init=False)
+    def __init__(
+        self,
+        config: BatchConfig,
+        models: ModelRepository | VersionedModels | None = None,
+        *,
+        store: Objects | None = None,
+        jobs: JobLedger | None = None,
+        queue: Shards | None = None,
+        bus: Events | None = None,
+        cache: Cache | None = None,
+    ) -> None:
+        self.config = config
+        self.models = models
+        self.store: Objects = store or ObjectStore(config.bucket)
+        self.jobs: JobLedger = jobs or JobStore(config.jobs_table)
+        self.queue: Shards = queue or ShardQueue(config.queue_url)
+        self.bus: Events = bus or EventBus(config.event_bus)
+        if cache is None and config.cache_table:
+            cache = ResultsCache(config.cache_table, config.cache_ttl_seconds)
+        self.cache: Cache | None = cache
 
-    def __post_init__(self) -> None:
-        self.store = ObjectStore(self.config.bucket)
-        self.jobs = JobStore(self.config.jobs_table)
-        self.queue = ShardQueue(self.config.queue_url)
-        self.bus = EventBus(self.config.event_bus)
-        self.cache = (
-            ResultsCache(self.config.cache_table, self.config.cache_ttl_seconds) if self.config.cache_table else None
-        )
+    @classmethod
+    def from_env(cls, models: ModelRepository | VersionedModels | None = None) -> Pipeline:
+        """A deployed function's pipeline: names and sizes from the environment, boto3-backed adapters."""
+        return cls(BatchConfig.from_env(), models)
 
     # ------------------------------------------------------------------ split
     def split(self, source_key: str, sequencer: str = "") -> dict[str, Any]:
