@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from liteserve import settings
 from liteserve.errors import BadRequest, ModelUnavailable, NotFound
 from liteserve.http import Binary, Request, Result, Router
 from liteserve.keys import key_field
@@ -36,8 +37,8 @@ class ServingConfig:
     def from_env(cls) -> ServingConfig:
         """Read LITESERVE_MAX_BODY_BYTES, LITESERVE_MAX_INSTANCES and LITESERVE_KEY_FIELD."""
         return cls(
-            max_body_bytes=int(os.environ.get("LITESERVE_MAX_BODY_BYTES", _DEFAULT_MAX_BODY)),
-            max_instances=int(os.environ.get("LITESERVE_MAX_INSTANCES", 1000)),
+            max_body_bytes=int(os.environ.get(settings.MAX_BODY_BYTES, _DEFAULT_MAX_BODY)),
+            max_instances=int(os.environ.get(settings.MAX_INSTANCES, 1000)),
             key_field=key_field(),
         )
 

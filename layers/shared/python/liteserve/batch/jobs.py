@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 from botocore.exceptions import ClientError
 
+from liteserve import settings
 from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
 from liteserve.batch.records import RowFormat, csv_columns, input_fields, line_too_long
 from liteserve.batch.storage import (
@@ -81,16 +82,16 @@ class BatchConfig:
         """Read LITESERVE_* variables set by the template."""
         env = os.environ
         return cls(
-            bucket=env["LITESERVE_BUCKET"],
-            jobs_table=env["LITESERVE_JOBS_TABLE"],
-            queue_url=env.get("LITESERVE_SHARD_QUEUE_URL", ""),
-            cache_table=env.get("LITESERVE_CACHE_TABLE", ""),
-            event_bus=env.get("LITESERVE_EVENT_BUS", "default"),
-            shard_bytes=int(env.get("LITESERVE_SHARD_BYTES", 4 * 1024 * 1024)),
-            max_decompressed_bytes=int(env.get("LITESERVE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3)),
-            default_model=env.get("LITESERVE_DEFAULT_MODEL", "digits"),
-            key_field=env.get("LITESERVE_KEY_FIELD", "key"),
-            cache_ttl_seconds=int(env.get("LITESERVE_CACHE_TTL_SECONDS", 7 * 24 * 3600)),
+            bucket=env[settings.BUCKET],
+            jobs_table=env[settings.JOBS_TABLE],
+            queue_url=env.get(settings.SHARD_QUEUE_URL, ""),
+            cache_table=env.get(settings.CACHE_TABLE, ""),
+            event_bus=env.get(settings.EVENT_BUS, "default"),
+            shard_bytes=int(env.get(settings.SHARD_BYTES, 4 * 1024 * 1024)),
+            max_decompressed_bytes=int(env.get(settings.MAX_DECOMPRESSED_BYTES, 2 * 1024**3)),
+            default_model=env.get(settings.DEFAULT_MODEL, "digits"),
+            key_field=env.get(settings.KEY_FIELD, "key"),
+            cache_ttl_seconds=int(env.get(settings.CACHE_TTL_SECONDS, 7 * 24 * 3600)),
         )
 
 

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 from botocore.exceptions import ClientError
 
+from liteserve import settings
 from liteserve.batch.storage import EventBus, ObjectStore
 from liteserve.evaluation.drift import inputs_drift, output_drift, prediction_drift
 from liteserve.evaluation.edge import EDGE_PREFIX, agreement_report
@@ -59,14 +60,14 @@ class EvaluationConfig:
         """LITESERVE_BUCKET, LITESERVE_LABELS_TABLE, LITESERVE_EVALUATIONS_TABLE, LITESERVE_EVAL_LOOKBACK_HOURS..."""
         env = os.environ
         return cls(
-            bucket=env["LITESERVE_BUCKET"],
-            labels_table=env["LITESERVE_LABELS_TABLE"],
-            state_table=env["LITESERVE_EVALUATIONS_TABLE"],
-            event_bus=env.get("LITESERVE_EVENT_BUS", "default"),
-            model_root=env.get("LITESERVE_MODEL_ROOT", "/opt/models"),
-            lookback_hours=float(env.get("LITESERVE_EVAL_LOOKBACK_HOURS", 24)),
-            align_seconds=int(env.get("LITESERVE_EVAL_ALIGN_SECONDS", 3600)),
-            key_field=env.get("LITESERVE_KEY_FIELD", "key"),
+            bucket=env[settings.BUCKET],
+            labels_table=env[settings.LABELS_TABLE],
+            state_table=env[settings.EVALUATIONS_TABLE],
+            event_bus=env.get(settings.EVENT_BUS, "default"),
+            model_root=env.get(settings.MODEL_ROOT, "/opt/models"),
+            lookback_hours=float(env.get(settings.EVAL_LOOKBACK_HOURS, 24)),
+            align_seconds=int(env.get(settings.EVAL_ALIGN_SECONDS, 3600)),
+            key_field=env.get(settings.KEY_FIELD, "key"),
         )
 
 
