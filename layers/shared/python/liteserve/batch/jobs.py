@@ -171,7 +171,8 @@ def _run_objects(prefix: str, names: str) -> re.Pattern[str]:
 class Pipeline:
     """The batch steps, bound to their adapters (liteserve.ports): pass them in (in-memory fakes in unit tests), or
     leave them out to get the boto3-backed ones for the resources the config names (`from_env()` in the functions).
-    The results cache is used only when passed in or named by `config.cache_table`."""
+    The results cache is used only when passed in or named by `config.cache_table`. `models` may be set after
+    construction: the split and worker functions give it a LiveModels over the registry in the pipeline's store."""
 
     def __init__(
         self,
