@@ -47,6 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # the process aborts at exit). liteserve.runtime imports it; the entry point and the packaging import TensorFlow later.
 import numpy as np
 import orjson
+from liteserve import settings
 from liteserve.adapters import ObjectStore
 from liteserve.evaluation.labels import LabelStore
 from liteserve.records import Signatures, hour_path, read_object
@@ -175,18 +176,18 @@ def resolve(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[Request, 
         except (TypeError, ValueError):
             raise RequestError(f"{name} must be a {kind.__name__}, got {value!r}") from None
 
-    bucket = args.bucket or env.get("LITESERVE_BUCKET")
-    table = args.labels_table or env.get("LITESERVE_LABELS_TABLE")
+    bucket = args.bucket or env.get(settings.BUCKET)
+    table = args.labels_table or env.get(settings.LABELS_TABLE)
     if not bucket or not table:
         raise RequestError("LITESERVE_BUCKET and LITESERVE_LABELS_TABLE must be set (or --bucket, --labels-table)")
     config = Config(
         bucket=bucket,
         labels_table=table,
-        window_hours=setting(args.window_hours, "LITESERVE_RETRAIN_WINDOW_HOURS", DEFAULT_WINDOW_HOURS, float),
-        min_labelled=setting(args.min_labelled, "LITESERVE_RETRAIN_MIN_LABELLED", DEFAULT_MIN_LABELLED, int),
-        recent_share=setting(args.recent_share, "LITESERVE_RETRAIN_RECENT_SHARE", DEFAULT_RECENT_SHARE, float),
-        model_root=args.model_root or env.get("LITESERVE_MODEL_ROOT", "layers/model/models"),
-        key_field=env.get("LITESERVE_KEY_FIELD", "key"),
+        window_hours=setting(args.window_hours, settings.RETRAIN_WINDOW_HOURS, DEFAULT_WINDOW_HOURS, float),
+        min_labelled=setting(args.min_labelled, settings.RETRAIN_MIN_LABELLED, DEFAULT_MIN_LABELLED, int),
+        recent_share=setting(args.recent_share, settings.RETRAIN_RECENT_SHARE, DEFAULT_RECENT_SHARE, float),
+        model_root=args.model_root or env.get(settings.MODEL_ROOT, "layers/model/models"),
+        key_field=env.get(settings.KEY_FIELD, "key"),
     )
     if config.window_hours <= 0 or config.min_labelled < 1 or not 0 <= config.recent_share < 1:
         raise RequestError(

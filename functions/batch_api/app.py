@@ -6,13 +6,13 @@ from typing import Any
 
 from aws_lambda_powertools.logging import correlation_paths
 from liteserve.batch import api
-from liteserve.batch.jobs import BatchConfig, Pipeline
+from liteserve.batch.jobs import Pipeline
 from liteserve.events import HTTP, expects
 from liteserve.http import Request, Result, Router, serve
 from liteserve.observability import logger
 from liteserve.registry import Registry
 
-pipeline = Pipeline(BatchConfig.from_env())
+pipeline = Pipeline.from_env()
 registry = Registry(pipeline.store)
 
 

@@ -8,11 +8,11 @@ from typing import Any
 import orjson
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from liteserve.batch.jobs import BatchConfig, Pipeline
+from liteserve.batch.jobs import Pipeline
 from liteserve.events import SQS, expects
 from liteserve.observability import logger
 
-pipeline = Pipeline(BatchConfig.from_env())
+pipeline = Pipeline.from_env()
 processor = BatchProcessor(event_type=EventType.SQS)
 _FIELDS = ("job_id", "etag", "shard")
 

@@ -6,17 +6,16 @@ from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.data_classes import S3Event, event_source
-from liteserve.adapters import ObjectStore
-from liteserve.batch.jobs import BatchConfig, Pipeline
+from liteserve.batch.jobs import Pipeline
 from liteserve.events import S3, expects
 from liteserve.observability import logger
 from liteserve.promotion.live import LiveModels
 from liteserve.registry import Registry
 from liteserve.runtime import default_repository
 
-config = BatchConfig.from_env()
+pipeline = Pipeline.from_env()
 # The live version (the registry's routing record after a promotion), else the model layer's.
-pipeline = Pipeline(config, LiveModels(default_repository(), Registry(ObjectStore(config.bucket))))
+pipeline.models = LiveModels(default_repository(), Registry(pipeline.store))
 
 
 @expects(S3)

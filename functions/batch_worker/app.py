@@ -8,17 +8,16 @@ import orjson
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from liteserve.adapters import ObjectStore
-from liteserve.batch.jobs import BatchConfig, Pipeline
+from liteserve.batch.jobs import Pipeline
 from liteserve.events import SQS, expects
 from liteserve.observability import emit, logger
 from liteserve.promotion.live import LiveModels
 from liteserve.registry import Registry
 from liteserve.runtime import default_repository
 
-config = BatchConfig.from_env()
+pipeline = Pipeline.from_env()
 # The live version (the registry's routing record after a promotion), else the model layer's.
-pipeline = Pipeline(config, LiveModels(default_repository(), Registry(ObjectStore(config.bucket))))
+pipeline.models = LiveModels(default_repository(), Registry(pipeline.store))
 processor = BatchProcessor(event_type=EventType.SQS)
 
 

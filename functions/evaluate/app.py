@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import time
 from datetime import datetime
 from typing import Any
 
-from liteserve.evaluation.evaluate import EvaluationConfig, Evaluator
+from liteserve.evaluation.evaluate import Evaluator
 from liteserve.events import SCHEDULE, expects
 from liteserve.observability import logger
 from liteserve.promotion.service import Promoter, PromotionConfig
 
 # The canary review needs the served function's name; without it reports still say what a review would see.
-promoter = Promoter(PromotionConfig.from_env()) if os.environ.get("LITESERVE_PREDICT_FUNCTION") else None
-evaluator = Evaluator(EvaluationConfig.from_env(), promoter=promoter)
+promotion = PromotionConfig.optional_from_env()
+promoter = Promoter(promotion) if promotion else None
+evaluator = Evaluator.from_env(promoter)
 
 
 @expects(SCHEDULE)

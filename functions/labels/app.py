@@ -3,22 +3,22 @@ agreement records (POST /v1/edge/agreements: the cloud's answer is a free label 
 
 from __future__ import annotations
 
-import os
 from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.metrics import MetricUnit
 from liteserve.adapters import ObjectStore
 from liteserve.evaluation import edge
-from liteserve.evaluation.labels import LabelStore, ingest_object, last_wins, parse_post
+from liteserve.evaluation.labels import LabelsConfig, LabelStore, ingest_object, last_wins, parse_post
 from liteserve.events import HTTP, S3, expects, kind
 from liteserve.http import Request, Result, Router, serve
 from liteserve.observability import emit, logger
 
-labels = LabelStore(os.environ["LITESERVE_LABELS_TABLE"])
-objects = ObjectStore(os.environ["LITESERVE_BUCKET"])
-MAX_BODY = int(os.environ.get("LITESERVE_MAX_BODY_BYTES", 6 * 1024 * 1024))
-MAX_FILE_BYTES = int(os.environ.get("LITESERVE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3))  # as for batch files
+config = LabelsConfig.from_env()
+labels = LabelStore(config.labels_table)
+objects = ObjectStore(config.bucket)
+MAX_BODY = config.max_body_bytes
+MAX_FILE_BYTES = config.max_file_bytes  # as for batch files
 
 
 def post_labels(request: Request) -> Result:

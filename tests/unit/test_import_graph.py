@@ -13,8 +13,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "shared" / "python" / "liteserve"
 AREAS = {"liteserve.batch", "liteserve.evaluation", "liteserve.promotion"}
-# The record format and the AWS adapters: below the areas, above the core.
-MIDDLE = {"liteserve.records", "liteserve.adapters", "liteserve.registry"}
+# The record format, the AWS adapters and their interfaces (ports): below the areas, above the core.
+MIDDLE = {"liteserve.records", "liteserve.adapters", "liteserve.ports", "liteserve.registry"}
 
 
 def module_names(root: Path = PACKAGE) -> dict[str, Path]:

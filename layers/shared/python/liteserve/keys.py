@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from liteserve import settings
 from liteserve.errors import BadRequest
 
 Key = str | int
@@ -13,7 +14,7 @@ Key = str | int
 
 def key_field() -> str:
     """The instance field that carries the key ($LITESERVE_KEY_FIELD, default `key`)."""
-    return os.environ.get("LITESERVE_KEY_FIELD", "key")
+    return os.environ.get(settings.KEY_FIELD, "key")
 
 
 def check_key(value: Any, where: str) -> Key:

@@ -32,6 +32,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
+from liteserve import settings
+
 if TYPE_CHECKING:
     from liteserve.http import Served
 
@@ -65,8 +67,8 @@ class PredictionLog:
     def from_env(cls) -> PredictionLog:
         """LITESERVE_LOG_SAMPLE_RATE (default 1.0) and LITESERVE_LOG_MAX_INLINE_BYTES."""
         return cls(
-            sample_rate=float(os.environ.get("LITESERVE_LOG_SAMPLE_RATE", "1.0")),
-            max_inline_bytes=int(os.environ.get("LITESERVE_LOG_MAX_INLINE_BYTES", DEFAULT_MAX_INLINE_BYTES)),
+            sample_rate=float(os.environ.get(settings.LOG_SAMPLE_RATE, "1.0")),
+            max_inline_bytes=int(os.environ.get(settings.LOG_MAX_INLINE_BYTES, DEFAULT_MAX_INLINE_BYTES)),
         )
 
     def record(self, served: Served, protocol: str, request_body: str, response_body: str, request_id: Any) -> int:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from liteserve import settings
 from liteserve.errors import BadRequest, ModelUnavailable, NotFound
 from liteserve.manifest import DEFAULT_SIGNATURE, Manifest, SignatureSpec
 
@@ -100,4 +101,4 @@ class ModelRepository:
 @cache
 def default_repository() -> ModelRepository:
     """The container-wide repository under $LITESERVE_MODEL_ROOT (default /opt/models, the model layer)."""
-    return ModelRepository(os.environ.get("LITESERVE_MODEL_ROOT", "/opt/models"))
+    return ModelRepository(os.environ.get(settings.MODEL_ROOT, "/opt/models"))

@@ -10,6 +10,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 
+from liteserve import settings
 from liteserve.errors import BadRequest, ModelUnavailable, NotFound
 from liteserve.http import Binary, Request, Result, Router, Served
 from liteserve.keys import key_field
@@ -34,8 +35,8 @@ class ServingConfig:
     def from_env(cls) -> ServingConfig:
         """Read LITESERVE_MAX_BODY_BYTES, LITESERVE_MAX_INSTANCES and LITESERVE_KEY_FIELD."""
         return cls(
-            max_body_bytes=int(os.environ.get("LITESERVE_MAX_BODY_BYTES", _DEFAULT_MAX_BODY)),
-            max_instances=int(os.environ.get("LITESERVE_MAX_INSTANCES", 1000)),
+            max_body_bytes=int(os.environ.get(settings.MAX_BODY_BYTES, _DEFAULT_MAX_BODY)),
+            max_instances=int(os.environ.get(settings.MAX_INSTANCES, 1000)),
             key_field=key_field(),
         )
 

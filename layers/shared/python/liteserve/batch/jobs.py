@@ -19,19 +19,22 @@ import csv
 import os
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import orjson
 from botocore.exceptions import ClientError
 
+from liteserve import settings
 from liteserve.adapters import EventBus, ObjectStore, Pin, SourceChanged
 from liteserve.batch.plan import KeyLedger, Shard, cut_shards, read_header
+from liteserve.batch.ports import Cache, JobLedger, Shards
 from liteserve.batch.records import RowFormat, csv_columns, input_fields
 from liteserve.batch.storage import Job, JobStore, ResultsCache, ShardQueue
 from liteserve.errors import LiteserveError
 from liteserve.lines import line_too_long
+from liteserve.ports import Events, Objects
 from liteserve.protocols.tfserving import instance_objects
 from liteserve.records import batch_object
 
@@ -75,16 +78,16 @@ class BatchConfig:
         """Read LITESERVE_* variables set by the template."""
         env = os.environ
         return cls(
-            bucket=env["LITESERVE_BUCKET"],
-            jobs_table=env["LITESERVE_JOBS_TABLE"],
-            queue_url=env.get("LITESERVE_SHARD_QUEUE_URL", ""),
-            cache_table=env.get("LITESERVE_CACHE_TABLE", ""),
-            event_bus=env.get("LITESERVE_EVENT_BUS", "default"),
-            shard_bytes=int(env.get("LITESERVE_SHARD_BYTES", 4 * 1024 * 1024)),
-            max_decompressed_bytes=int(env.get("LITESERVE_MAX_DECOMPRESSED_BYTES", 2 * 1024**3)),
-            default_model=env.get("LITESERVE_DEFAULT_MODEL", "digits"),
-            key_field=env.get("LITESERVE_KEY_FIELD", "key"),
-            cache_ttl_seconds=int(env.get("LITESERVE_CACHE_TTL_SECONDS", 7 * 24 * 3600)),
+            bucket=env[settings.BUCKET],
+            jobs_table=env[settings.JOBS_TABLE],
+            queue_url=env.get(settings.SHARD_QUEUE_URL, ""),
+            cache_table=env.get(settings.CACHE_TABLE, ""),
+            event_bus=env.get(settings.EVENT_BUS, "default"),
+            shard_bytes=int(env.get(settings.SHARD_BYTES, 4 * 1024 * 1024)),
+            max_decompressed_bytes=int(env.get(settings.MAX_DECOMPRESSED_BYTES, 2 * 1024**3)),
+            default_model=env.get(settings.DEFAULT_MODEL, "digits"),
+            key_field=env.get(settings.KEY_FIELD, "key"),
+            cache_ttl_seconds=int(env.get(settings.CACHE_TTL_SECONDS, 7 * 24 * 3600)),
         )
 
 
@@ -161,26 +164,38 @@ def _run_objects(prefix: str, names: str) -> re.Pattern[str]:
     return re.compile(re.escape(prefix) + r"run-(\d{6})/(?:" + names + ")")
 
 
-@dataclass
 class Pipeline:
-    """The batch steps, bound to their adapters."""
+    """The batch steps, bound to their adapters (liteserve.ports, liteserve.batch.ports): pass them in (in-memory
+    fakes in unit tests), or leave them out to get the boto3-backed ones for the resources the config names
+    (`from_env()` in the functions). The results cache is used only when passed in or named by `config.cache_table`.
+    `models` may be set after construction: the split and worker functions give it a LiveModels over the registry in
+    the pipeline's store."""
 
-    config: BatchConfig
-    models: ModelRepository | VersionedModels | None = None
-    store: ObjectStore = field(init=False)
-    jobs: JobStore = field(init=False)
-    queue: ShardQueue = field(init=False)
-    bus: EventBus = field(init=False)
-    cache: ResultsCache | None = field(init=False)
+    def __init__(
+        self,
+        config: BatchConfig,
+        models: ModelRepository | VersionedModels | None = None,
+        *,
+        store: Objects | None = None,
+        jobs: JobLedger | None = None,
+        queue: Shards | None = None,
+        bus: Events | None = None,
+        cache: Cache | None = None,
+    ) -> None:
+        self.config = config
+        self.models = models
+        self.store: Objects = store or ObjectStore(config.bucket)
+        self.jobs: JobLedger = jobs or JobStore(config.jobs_table)
+        self.queue: Shards = queue or ShardQueue(config.queue_url)
+        self.bus: Events = bus or EventBus(config.event_bus)
+        if cache is None and config.cache_table:
+            cache = ResultsCache(config.cache_table, config.cache_ttl_seconds)
+        self.cache: Cache | None = cache
 
-    def __post_init__(self) -> None:
-        self.store = ObjectStore(self.config.bucket)
-        self.jobs = JobStore(self.config.jobs_table)
-        self.queue = ShardQueue(self.config.queue_url)
-        self.bus = EventBus(self.config.event_bus)
-        self.cache = (
-            ResultsCache(self.config.cache_table, self.config.cache_ttl_seconds) if self.config.cache_table else None
-        )
+    @classmethod
+    def from_env(cls, models: ModelRepository | VersionedModels | None = None) -> Pipeline:
+        """A deployed function's pipeline: names and sizes from the environment, boto3-backed adapters."""
+        return cls(BatchConfig.from_env(), models)
 
     # ------------------------------------------------------------------ split
     def split(self, source_key: str, sequencer: str = "") -> dict[str, Any]:

@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 from botocore.exceptions import ClientError
 
+from liteserve import settings
 from liteserve.adapters import EventBus, ObjectStore
 from liteserve.evaluation.drift import inputs_drift, output_drift, prediction_drift
 from liteserve.evaluation.edge import EDGE_PREFIX, agreement_report
@@ -29,6 +30,7 @@ from liteserve.evaluation.quality import error_trend, inputs_quality, metric_tre
 from liteserve.evaluation.report import render_html
 from liteserve.evaluation.task import Task, numeric_label, task_metric
 from liteserve.manifest import Manifest
+from liteserve.ports import Claims, Events, Labels, Objects, Routing
 from liteserve.records import BATCH_PREFIX, ONLINE_PREFIX, Signatures, hour_path, latest_per_key, read_object
 from liteserve.registry import Registry
 from liteserve.times import iso
@@ -64,14 +66,14 @@ class EvaluationConfig:
         """LITESERVE_BUCKET, LITESERVE_LABELS_TABLE, LITESERVE_EVALUATIONS_TABLE, LITESERVE_EVAL_LOOKBACK_HOURS..."""
         env = os.environ
         return cls(
-            bucket=env["LITESERVE_BUCKET"],
-            labels_table=env["LITESERVE_LABELS_TABLE"],
-            state_table=env["LITESERVE_EVALUATIONS_TABLE"],
-            event_bus=env.get("LITESERVE_EVENT_BUS", "default"),
-            model_root=env.get("LITESERVE_MODEL_ROOT", "/opt/models"),
-            lookback_hours=float(env.get("LITESERVE_EVAL_LOOKBACK_HOURS", 24)),
-            align_seconds=int(env.get("LITESERVE_EVAL_ALIGN_SECONDS", 3600)),
-            key_field=env.get("LITESERVE_KEY_FIELD", "key"),
+            bucket=env[settings.BUCKET],
+            labels_table=env[settings.LABELS_TABLE],
+            state_table=env[settings.EVALUATIONS_TABLE],
+            event_bus=env.get(settings.EVENT_BUS, "default"),
+            model_root=env.get(settings.MODEL_ROOT, "/opt/models"),
+            lookback_hours=float(env.get(settings.EVAL_LOOKBACK_HOURS, 24)),
+            align_seconds=int(env.get(settings.EVAL_ALIGN_SECONDS, 3600)),
+            key_field=env.get(settings.KEY_FIELD, "key"),
         )
 
 
@@ -364,22 +366,153 @@ class DecisionStore:
         )
 
 
+@dataclass(frozen=True)
+class Measured:
+    """What the evaluator measured for one model in a window (the compute step): `evaluate_group` per version,
+    the trend metric's past values per version (oldest first) and the live routing record (None before any
+    promotion)."""
+
+    model: str
+    manifest: Manifest
+    window: Window
+    results: dict[str, dict[str, Any]]
+    past: dict[str, list[tuple[str, float]]]
+    metric: str | None
+    live: dict[str, Any] | None
+
+    @property
+    def current(self) -> str:
+        """The version the decision follows: the live primary (the registry's routing record, else the version the
+        model layer serves); when it served nothing in the window, the version with the most predictions."""
+        current = str(self.live["primary"]["model_version"]) if self.live else self.manifest.version
+        if current not in self.results:
+            current = max(self.results, key=lambda v: self.results[v]["predictions"])
+        return current
+
+
+@dataclass(frozen=True)
+class Planned:
+    """The decide step's answer for one model and window: the report and violations documents (the claim outcomes
+    are filled in by the publish step), the metric history for the HTML report and what to claim."""
+
+    measured: Measured
+    decision: Decision
+    report: dict[str, Any]
+    violations: dict[str, Any]
+    history: dict[str, list[tuple[str, float]]]
+    canary: dict[str, Any] | None
+    orphans: int
+    claim_retrain: bool  # a retraining is due and no canary is being judged: claim the window, then request it
+    claim_alert: bool  # label-free findings without retraining: claim the window's alert, then send it
+
+    @property
+    def prefix(self) -> str:
+        """Where the window's report objects go."""
+        return f"reports/{self.measured.model}/{self.measured.window.id}/"
+
+
+def decide_window(
+    measured: Measured,
+    policy: RetrainPolicy,
+    now: float,
+    *,
+    orphans: int,
+    bad: int,
+    refused: dict[str, Any] | None = None,
+    canary: dict[str, Any] | None = None,
+    labels: dict[str, str] | None = None,
+    edge_records: list[dict[str, Any]] | None = None,
+) -> Planned:
+    """The decide step (pure): the report of a model's window and what to claim. A retraining is requested for the
+    decided-on version unless a canary is running (its outcome, not a new retraining, comes next)."""
+    results, current, manifest, window = measured.results, measured.current, measured.manifest, measured.window
+    decision = Decision(**results[current]["decision"])
+    report: dict[str, Any] = {
+        "model": measured.model,
+        "decided_on_version": current,
+        "window": window.as_dict(),
+        "generated_at": iso(now),
+        "task": Task.of(manifest).as_dict(),
+        "labels": manifest.labels,
+        "counts": {
+            "predictions": sum(g["predictions"] for g in results.values()),
+            "labelled": results[current]["labelled"],
+            "labels_without_prediction": orphans,
+            "unreadable_log_lines": bad,
+            "unreadable_inputs": sum(g["unreadable_inputs"] for g in results.values()),
+            "rejected_requests": (refused or {}).get("rejected", 0),
+            **({"bad_labels": results[current]["bad_labels"]} if "bad_labels" in results[current] else {}),
+        },
+        "policy": policy.as_dict(),
+        "versions": results,
+        "decision": decision.as_dict(),
+    }
+    if canary is not None:
+        report["canary"] = canary
+    if edge_records:  # escalations this (cloud) model answered for edge devices
+        report["edge"] = agreement_report(edge_records, labels or {}, manifest.labels)
+    if decision.retrain and canary is not None:
+        report["trigger"] = {"outcome": "canary running"}
+    history = {v: [*measured.past.get(v, [])] for v in measured.past}
+    for v, g in results.items():
+        if measured.metric and g["metrics"].get(measured.metric) is not None:
+            history.setdefault(v, []).append((window.id, g["metrics"][measured.metric]))
+    violations = {
+        "model": measured.model,
+        "window": window.as_dict(),
+        "generated_at": iso(now),
+        "versions": {v: _violations(g) for v, g in results.items()},
+        "rejected_requests": refused,
+        "alert": None,  # the alert claim's outcome, set by the publish step
+    }
+    return Planned(
+        measured,
+        decision,
+        report,
+        violations,
+        history,
+        canary,
+        orphans,
+        claim_retrain=decision.retrain and canary is None,
+        claim_alert=decision.alert,
+    )
+
+
 class Evaluator:
-    """The evaluate step bound to its adapters."""
+    """The evaluate step bound to its adapters (liteserve.ports): pass them in (in-memory fakes in unit tests), or
+    leave them out to get the boto3-backed ones for the resources the config names (`from_env()` in the function).
+
+    Per model and window: `_compute` (read and measure), `decide_window` (pure: report, violations, what to claim),
+    `_publish` (claims, report objects, events, metrics)."""
 
     def __init__(
-        self, config: EvaluationConfig, policy: RetrainPolicy | None = None, promoter: Promoter | None = None
+        self,
+        config: EvaluationConfig,
+        policy: RetrainPolicy | None = None,
+        promoter: Promoter | None = None,
+        *,
+        store: Objects | None = None,
+        labels: Labels | None = None,
+        decisions: Claims | None = None,
+        bus: Events | None = None,
+        registry: Routing | None = None,
+        signatures: Signatures | None = None,
     ) -> None:
         self.config = config
         self.policy = policy or RetrainPolicy.from_env()
-        self.signatures = Signatures(config.model_root)
-        self.store = ObjectStore(config.bucket)
-        self.labels = LabelStore(config.labels_table)
-        self.decisions = DecisionStore(config.state_table)
-        self.bus = EventBus(config.event_bus, source="liteserve.evaluation")
-        self.registry = Registry(self.store)
+        self.signatures = signatures or Signatures(config.model_root)
+        self.store: Objects = store or ObjectStore(config.bucket)
+        self.labels: Labels = labels or LabelStore(config.labels_table)
+        self.decisions: Claims = decisions or DecisionStore(config.state_table)
+        self.bus: Events = bus or EventBus(config.event_bus, source="liteserve.evaluation")
+        self.registry: Routing = registry or Registry(self.store)
         self.promoter = promoter
         self._references: dict[tuple[str, str], Manifest | None] = {}
+
+    @classmethod
+    def from_env(cls, promoter: Promoter | None = None) -> Evaluator:
+        """The deployed function's evaluator: names, window and policy from the environment, boto3-backed adapters."""
+        return cls(EvaluationConfig.from_env(), promoter=promoter)
 
     def reference(self, model: str, version: str, layer: Manifest) -> Manifest:
         """The manifest a version is judged against: the layer's when it is that version, else the registry's
@@ -461,6 +594,32 @@ class Evaluator:
         refused: dict[str, Any] | None = None,
         edge_records: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
+        measured = self._compute(model, manifest, versions, labels, window, refused)
+        canary = self._review_canary(model, measured.live, versions, labels, manifest)
+        planned = decide_window(
+            measured,
+            self.policy,
+            now,
+            orphans=orphans,
+            bad=bad,
+            refused=refused,
+            canary=canary,
+            labels=labels,
+            edge_records=edge_records,
+        )
+        return self._publish(planned, now)
+
+    def _compute(
+        self,
+        model: str,
+        manifest: Manifest,
+        versions: dict[str, list],
+        labels: dict[str, str],
+        window: Window,
+        refused: dict[str, Any] | None,
+    ) -> Measured:
+        """Every version's metrics, drift and policy decision, the past reports' trend metric and the live routing
+        record (reads the reports, the registry; writes nothing)."""
         metric = TREND_METRIC.get(Task.of(manifest).kind)
         past = self._past(model, window, metric) if metric else {}
         extra = [refused["finding"]] if refused and refused.get("finding") else []
@@ -468,75 +627,38 @@ class Evaluator:
             v: evaluate_group(recs, labels, self.reference(model, v, manifest), self.policy, past.get(v), extra)
             for v, recs in sorted(versions.items())
         }
-        # The decision follows the live primary (the registry's routing record, else the version the model layer
-        # serves); when it served nothing in the window, the version with the most predictions.
-        live = self.registry.live(model)
-        current = str(live["primary"]["model_version"]) if live else manifest.version
-        if current not in results:
-            current = max(results, key=lambda v: results[v]["predictions"])
-        decision = Decision(**results[current]["decision"])
-        task = Task.of(manifest)
-        canary = self._review_canary(model, live, versions, labels, manifest)
-        prefix = f"reports/{model}/{window.id}/"
-        report: dict[str, Any] = {
-            "model": model,
-            "decided_on_version": current,
-            "window": window.as_dict(),
-            "generated_at": iso(now),
-            "task": task.as_dict(),
-            "labels": manifest.labels,
-            "counts": {
-                "predictions": sum(g["predictions"] for g in results.values()),
-                "labelled": results[current]["labelled"],
-                "labels_without_prediction": orphans,
-                "unreadable_log_lines": bad,
-                "unreadable_inputs": sum(g["unreadable_inputs"] for g in results.values()),
-                "rejected_requests": (refused or {}).get("rejected", 0),
-                **({"bad_labels": results[current]["bad_labels"]} if "bad_labels" in results[current] else {}),
-            },
-            "policy": self.policy.as_dict(),
-            "versions": results,
-            "decision": decision.as_dict(),
-        }
-        if canary is not None:
-            report["canary"] = canary
-        if edge_records:  # escalations this (cloud) model answered for edge devices
-            report["edge"] = agreement_report(edge_records, labels, manifest.labels)
+        return Measured(model, manifest, window, results, past, metric, self.registry.live(model))
+
+    def _publish(self, planned: Planned, now: float) -> dict[str, Any]:
+        """Claim what the decision asks for (once per window, cooldown), write violations.json, report.json and
+        report.html, send RetrainRequested / DriftDetected for a fresh claim, emit the metrics; the run summary."""
+        m, decision, report = planned.measured, planned.decision, planned.report
+        model, window, prefix = m.model, m.window, planned.prefix
         outcome = None
-        if decision.retrain and canary is not None:
-            # A candidate is already being judged on this traffic: its outcome, not a new retraining, comes next.
-            report["trigger"] = {"outcome": "canary running"}
-        elif decision.retrain:
+        if planned.claim_retrain:
             outcome = self.decisions.claim(model, window.id, now, self.policy.cooldown_hours)
             report["trigger"] = {"outcome": outcome}
         alert = None
-        if decision.alert:  # label-free findings, no retraining: an alert, claimed once per window like a retrain
+        if planned.claim_alert:  # label-free findings, no retraining: an alert, claimed once per window like a retrain
             alert = self.decisions.claim(f"{model}#alert", window.id, now, self.policy.cooldown_hours)
             report["alert"] = {"outcome": alert, "findings": decision.findings}
-        history = {v: [*past.get(v, [])] for v in past}
-        for v, g in results.items():
-            if metric and g["metrics"].get(metric) is not None:
-                history.setdefault(v, []).append((window.id, g["metrics"][metric]))
-        violations = {
-            "model": model,
-            "window": window.as_dict(),
-            "generated_at": iso(now),
-            "versions": {v: _violations(g) for v, g in results.items()},
-            "rejected_requests": refused,
-            "alert": report.get("alert"),
-        }
+        planned.violations["alert"] = report.get("alert")
         self.store.put(
-            prefix + "violations.json", orjson.dumps(violations, option=orjson.OPT_INDENT_2), "application/json"
+            prefix + "violations.json",
+            orjson.dumps(planned.violations, option=orjson.OPT_INDENT_2),
+            "application/json",
         )
         self.store.put(prefix + "report.json", orjson.dumps(report, option=orjson.OPT_INDENT_2), "application/json")
-        self.store.put(prefix + "report.html", render_html(report, history).encode(), "text/html; charset=utf-8")
+        self.store.put(
+            prefix + "report.html", render_html(report, planned.history).encode(), "text/html; charset=utf-8"
+        )
         if outcome in ("claimed", "resend"):
-            g = results[current]
+            g = m.results[m.current]
             self.bus.put(
                 "RetrainRequested",
                 {
                     "model": model,
-                    "version": current,
+                    "version": m.current,
                     "window": window.as_dict(),
                     "reasons": decision.reasons,
                     "task": g["task"],
@@ -550,7 +672,7 @@ class Evaluator:
                 "DriftDetected",
                 {
                     "model": model,
-                    "version": current,
+                    "version": m.current,
                     "window": window.as_dict(),
                     "findings": decision.findings,
                     "violations": f"s3://{self.config.bucket}/{prefix}violations.json",
@@ -558,7 +680,7 @@ class Evaluator:
                 },
             )
             self.decisions.sent(f"{model}#alert", window.id, now)
-        emit_metrics(model, results, orphans)
+        emit_metrics(model, m.results, planned.orphans)
         return {
             "report": f"s3://{self.config.bucket}/{prefix}report.html",
             "retrain": decision.retrain,
@@ -566,9 +688,9 @@ class Evaluator:
             "alert": alert,
             "findings": decision.findings,
             "reasons": decision.reasons,
-            "canary": canary,
+            "canary": planned.canary,
             "edge": report.get("edge"),
-            "versions": {v: _scores(g) for v, g in results.items()},
+            "versions": {v: _scores(g) for v, g in m.results.items()},
         }
 
     def _review_canary(

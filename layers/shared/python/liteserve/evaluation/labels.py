@@ -7,6 +7,7 @@ import calendar
 import csv
 import gzip
 import math
+import os
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -18,6 +19,7 @@ import boto3
 import orjson
 from boto3.dynamodb.conditions import Key as KeyCondition
 
+from liteserve import settings
 from liteserve.adapters import MAX_DYNAMODB_KEY_BYTES, key_bytes
 from liteserve.errors import BadRequest
 from liteserve.lines import iter_lines, line_too_long
@@ -31,6 +33,27 @@ T = TypeVar("T")
 MAX_LABEL_BYTES = 1024  # a class name or a number; keeps every item far below DynamoDB's 400 KB
 WRITE_BATCH = 5000  # labels stored per batch while a file streams in
 MAX_ERROR_RECORDS = 10_000  # bad lines listed one by one in a file's error record; the rest are counted
+
+
+@dataclass(frozen=True)
+class LabelsConfig:
+    """The labels function's names and limits, from the environment (see template.yaml)."""
+
+    labels_table: str
+    bucket: str
+    max_body_bytes: int = 6 * 1024 * 1024
+    max_file_bytes: int = 2 * 1024**3  # a label file inflates to at most this, as a batch file does
+
+    @classmethod
+    def from_env(cls) -> LabelsConfig:
+        """LITESERVE_LABELS_TABLE, LITESERVE_BUCKET, LITESERVE_MAX_BODY_BYTES, LITESERVE_MAX_DECOMPRESSED_BYTES."""
+        env = os.environ
+        return cls(
+            labels_table=env[settings.LABELS_TABLE],
+            bucket=env[settings.BUCKET],
+            max_body_bytes=int(env.get(settings.MAX_BODY_BYTES, cls.max_body_bytes)),
+            max_file_bytes=int(env.get(settings.MAX_DECOMPRESSED_BYTES, cls.max_file_bytes)),
+        )
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from liteserve import settings
 from liteserve.evaluation.drift import Thresholds
 from liteserve.evaluation.quality import QualityThresholds
 
@@ -77,7 +78,7 @@ class RetrainPolicy:
     @classmethod
     def from_env(cls) -> RetrainPolicy:
         """LITESERVE_RETRAIN_POLICY (JSON; empty = defaults)."""
-        text = os.environ.get("LITESERVE_RETRAIN_POLICY", "").strip()
+        text = os.environ.get(settings.RETRAIN_POLICY, "").strip()
         return cls.from_dict(orjson.loads(text) if text else {})
 
     def as_dict(self) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from liteserve import settings
 from liteserve.evaluation.task import task_metric
 
 # The same fidelity bar the training build enforces (training/build.py); re-checked here from the manifest, so a
@@ -38,10 +39,10 @@ class PromotionPolicy:
         env = os.environ
         d = cls()
         policy = cls(
-            margin=float(env.get("LITESERVE_PROMOTION_MARGIN", d.margin)),
-            canary_weight=float(env.get("LITESERVE_CANARY_WEIGHT", d.canary_weight)),
-            canary_min_labelled=int(env.get("LITESERVE_CANARY_MIN_LABELLED", d.canary_min_labelled)),
-            canary_tolerance=float(env.get("LITESERVE_CANARY_TOLERANCE", d.canary_tolerance)),
+            margin=float(env.get(settings.PROMOTION_MARGIN, d.margin)),
+            canary_weight=float(env.get(settings.CANARY_WEIGHT, d.canary_weight)),
+            canary_min_labelled=int(env.get(settings.CANARY_MIN_LABELLED, d.canary_min_labelled)),
+            canary_tolerance=float(env.get(settings.CANARY_TOLERANCE, d.canary_tolerance)),
         )
         if not 0 < policy.canary_weight < 1:  # the alias's extra-version weight is a share of the traffic below 1
             raise ValueError(f"canary weight {policy.canary_weight} is not in (0, 1)")

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from liteserve import settings
 from liteserve.adapters import ObjectStore
 from liteserve.evaluation.metrics import regression_report
 from liteserve.evaluation.task import Task, numeric_label, task_metric
@@ -46,11 +47,16 @@ class PromotionConfig:
         """LITESERVE_BUCKET, LITESERVE_PREDICT_FUNCTION, LITESERVE_MODEL_LAYER_NAME, LITESERVE_LIVE_ALIAS."""
         env = os.environ
         return cls(
-            bucket=env["LITESERVE_BUCKET"],
-            function_name=env["LITESERVE_PREDICT_FUNCTION"],
-            model_layer=env["LITESERVE_MODEL_LAYER_NAME"],
-            alias=env.get("LITESERVE_LIVE_ALIAS", "live"),
+            bucket=env[settings.BUCKET],
+            function_name=env[settings.PREDICT_FUNCTION],
+            model_layer=env[settings.MODEL_LAYER_NAME],
+            alias=env.get(settings.LIVE_ALIAS, "live"),
         )
+
+    @classmethod
+    def optional_from_env(cls) -> PromotionConfig | None:
+        """The config when the environment names the served function (LITESERVE_PREDICT_FUNCTION), else None."""
+        return cls.from_env() if os.environ.get(settings.PREDICT_FUNCTION) else None
 
 
 def holdout_accuracy(model_dir: Path, inputs: dict[str, np.ndarray], labels: list[str]) -> float:
