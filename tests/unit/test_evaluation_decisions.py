@@ -8,10 +8,10 @@ import orjson
 import pytest
 from liteserve.evaluation.evaluate import Measured, Window, decide_window, evaluate_group
 from liteserve.evaluation.policy import RetrainPolicy
-from liteserve.evaluation.scenario import Scenario, generate
 from liteserve.manifest import Manifest
 from liteserve.records import Signatures, batch_object, read_object
 
+from liteserve_dev.scenario import Scenario, generate
 from tests.fakes import FakeEvaluation, fake_evaluator
 from tests.support import MODEL_ROOT
 
