@@ -7,9 +7,10 @@ and `if TYPE_CHECKING:` blocks are arrows too). A subpackage is one node; each t
 
 from __future__ import annotations
 
-import ast
 from collections import defaultdict
 from pathlib import Path
+
+from tests.support import imported_names
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "shared" / "python" / "liteserve"
 AREAS = {"liteserve.batch", "liteserve.evaluation", "liteserve.promotion"}
@@ -29,20 +30,9 @@ def module_names(root: Path = PACKAGE) -> dict[str, Path]:
 
 
 def imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """The package's modules that `name` imports anywhere in its file."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    out: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            out.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:  # relative: resolve against this module's package
-                anchor = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
-                base = f"{anchor}.{base}" if base else anchor
-            for alias in node.names:  # `from liteserve.x import y`: the module y when it is one, else x
-                out.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in known else base)
-    return {m for m in out if m in known}
+    """The package's modules that `name` imports anywhere in its file (a submodule's package __init__ included,
+    as Python runs it)."""
+    return {m for m in imported_names(path, name) if m in known}
 
 
 def subpackages(root: Path = PACKAGE) -> set[str]:

@@ -5,14 +5,13 @@ tools import belongs in the dev package (liteserve_dev)."""
 
 from __future__ import annotations
 
-import ast
 import re
 from pathlib import Path
 
 import yaml
 
 from localcloud.template import load_yaml
-from tests.support import ROOT
+from tests.support import ROOT, imported_names
 
 LAYER = ROOT / "layers" / "shared" / "python"
 
@@ -25,26 +24,6 @@ def module_file(name: str, roots: list[Path]) -> Path | None:
             if path.is_file():
                 return path
     return None
-
-
-def imported_names(path: Path, name: str) -> set[str]:
-    """Every module a file imports, anywhere in it (lazy imports in functions count), as absolute dotted names;
-    `from pkg import sub` yields `pkg.sub` too (the walk keeps only the names that are modules)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1])
-                mod = f"{base}.{node.module}" if node.module else base
-            else:
-                mod = node.module or ""
-            found.add(mod)
-            found.update(f"{mod}.{alias.name}" for alias in node.names)
-    return found
 
 
 def reachable(roots: list[tuple[str, Path]], search: list[Path]) -> set[Path]:
